@@ -1,0 +1,127 @@
+"""``mailhelp check``: try every part of the setup, one line per check."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from .config import Config
+from .errors import MailhelpError
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    warning: bool = False
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok and not self.warning else ("warn" if self.ok else "FAIL")
+        return f"{mark}  {self.name:<10} {self.detail}"
+
+
+def run_checks(config: Config) -> Iterator[CheckResult]:
+    yield CheckResult("config", True, f"{config.path} is valid")
+    checks: list[tuple[str, Callable[[Config], str]]] = [
+        ("database", _database), ("templates", _templates)]
+    if config.imap is not None:
+        checks.append(("imap", _imap))
+    else:
+        yield CheckResult("imap", True, "no [imap] section: mail only arrives by 'ingest'", True)
+    if config.smtp is not None:
+        checks.append(("smtp", _smtp))
+    else:
+        yield CheckResult("smtp", False, "no [smtp] section: no mail can be sent")
+    if not config.staff.addresses and not config.staff.domains:
+        yield CheckResult("staff", True, "no staff addresses: nobody is notified", True)
+    for name, check in checks:
+        try:
+            yield CheckResult(name, True, check(config))
+        except MailhelpError as error:
+            yield CheckResult(name, False, str(error))
+        except Exception as error:  # report the unexpected as a failed check, not a crash
+            yield CheckResult(name, False, f"{type(error).__name__}: {error}")
+
+
+def _database(config: Config) -> str:
+    from .db.migrate import current_revision, head_revision
+    from .db.session import Database
+
+    db = Database(config.database.url)
+    try:
+        db.schema_ready()
+        current, head = current_revision(db), head_revision(db)
+    finally:
+        db.dispose()
+    where = f"{db.engine.url.render_as_string(hide_password=True)}"
+    if current is None:
+        raise MailhelpError(f"{where}: no schema yet; run 'mailhelp init'")
+    if current != head:
+        raise MailhelpError(f"{where}: schema {current} is older than {head}; "
+                            "run 'mailhelp init'")
+    return f"{where} (schema {current})"
+
+
+def _imap(config: Config) -> str:
+    from .sources.imap import ImapMailbox, connection_errors
+
+    imap = config.require_imap()
+    mailbox = ImapMailbox(imap)
+    where = f"{imap.username} at {imap.host}:{imap.port} ({imap.security})"
+    try:
+        status = mailbox.connect()
+        missing = [f for f in (imap.processed_folder, imap.failed_folder)
+                   if not mailbox.client.folder_exists(f)]
+        capabilities = [c for c in ("IDLE", "MOVE", "UIDPLUS")
+                        if mailbox.client.has_capability(c)]
+    except connection_errors() as error:
+        raise MailhelpError(f"{where}: {str(error) or type(error).__name__}") from error
+    finally:
+        mailbox.close()
+    if missing:
+        raise MailhelpError(f"{where}: folder {missing[0]} missing; run 'mailhelp init'")
+    waiting = f"{status.exists} waiting in {imap.folder}"
+    return f"logged in as {where}, {waiting}, server has {' '.join(capabilities) or 'no IDLE'}"
+
+
+def _smtp(config: Config) -> str:
+    from .smtp import DeliveryError, SmtpTransport
+
+    smtp = config.require_smtp()
+    transport = SmtpTransport(smtp)
+
+    async def attempt() -> None:
+        try:
+            await transport._connect_or_raise()
+        finally:
+            await transport.close()
+
+    try:
+        asyncio.run(attempt())
+    except DeliveryError as error:
+        raise MailhelpError(str(error)) from error
+    login = f"logged in as {smtp.username}" if smtp.username else "connected (no login)"
+    return f"{login} at {smtp.host}:{smtp.port} ({smtp.security})"
+
+
+def _templates(config: Config) -> str:
+    from .templating import KINDS, render
+
+    sample = {
+        "helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
+        "tag": config.helpdesk.subject_tag.format(id=42),
+        "ticket": {"id": 42, "subject": "Projector in room 12", "status": "new",
+                   "priority": "normal"},
+        "requester": {"name": "Jane Teacher", "address": "teacher@example.org"},
+        "participants": ["colleague@example.org"],
+        "message": {"subject": "Projector in room 12", "text": "It does not turn on.",
+                    "from": "teacher@example.org",
+                    "attachments": [{"filename": "photo.jpg", "content_type": "image/jpeg",
+                                     "size": 1234}]},
+    }
+    for kind in KINDS:
+        render(kind, sample, config.templates.dir)
+    where = config.templates.dir or "bundled"
+    return f"{len(KINDS)} mail templates render ({where})"

@@ -1,0 +1,97 @@
+"""Is this a person writing, or a machine? Pure: an Inbound in, a Verdict out.
+
+Answering a machine is how help desks start mail loops, so anything that looks
+automatic gets no automatic answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .parse import Inbound
+
+HUMAN = "human"
+AUTO_REPLY = "auto_reply"
+BOUNCE = "bounce"
+LOOP = "loop"
+SPAM = "spam"
+
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(automatic reply|auto(matic)?[- ]?(reply|response|antwort)|out of (the )?office"
+    r"|abwesenheitsnotiz|r[ée]ponse automatique|fuera de la oficina|autosvar)\b",
+    re.I,
+)
+_BOUNCE_SENDER = re.compile(r"^(mailer-daemon|postmaster|mail-daemon)@", re.I)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str
+    reason: str
+
+    @property
+    def automatic(self) -> bool:
+        return self.kind != HUMAN
+
+
+def classify(inbound: Inbound, help_address: str) -> Verdict:
+    """The first rule that matches decides; the reason names it."""
+    for rule in RULES:
+        verdict = rule(inbound, help_address.lower())
+        if verdict:
+            return verdict
+    return Verdict(HUMAN, "no automatic marks")
+
+
+def _own_mail(inbound: Inbound, help_address: str) -> Verdict | None:
+    local, _, domain = help_address.partition("@")
+    sender = inbound.sender.address
+    if sender == help_address or (sender.startswith(local + "+") and sender.endswith("@" + domain)):
+        return Verdict(LOOP, "sent from the help address itself")
+    if help_address in (v.lower() for v in inbound.headers.get("x-mailhelp-loop", ())):
+        return Verdict(LOOP, "carries our X-Mailhelp-Loop header")
+    return None
+
+
+def _bounce(inbound: Inbound, _help: str) -> Verdict | None:
+    content_type = inbound.header("content-type").lower()
+    if "multipart/report" in content_type and "delivery-status" in content_type:
+        return Verdict(BOUNCE, "delivery status notification (multipart/report)")
+    if inbound.header("return-path").strip() == "<>":
+        return Verdict(BOUNCE, "null return path")
+    if _BOUNCE_SENDER.match(inbound.sender.address):
+        return Verdict(BOUNCE, f"sent by {inbound.sender.address}")
+    if inbound.header("x-failed-recipients"):
+        return Verdict(BOUNCE, "X-Failed-Recipients header")
+    return None
+
+
+def _auto_reply(inbound: Inbound, _help: str) -> Verdict | None:
+    auto_submitted = inbound.header("auto-submitted").strip().lower()
+    if auto_submitted and not auto_submitted.startswith("no"):
+        return Verdict(AUTO_REPLY, f"Auto-Submitted: {auto_submitted}")
+    for name in ("x-autoreply", "x-autorespond"):
+        if inbound.header(name):
+            return Verdict(AUTO_REPLY, f"{name} header")
+    precedence = inbound.header("precedence").strip().lower()
+    if precedence in ("bulk", "junk", "list", "auto_reply"):
+        return Verdict(AUTO_REPLY, f"Precedence: {precedence}")
+    for name in ("list-id", "list-unsubscribe"):
+        if inbound.header(name):
+            return Verdict(AUTO_REPLY, f"{name} header (mailing list)")
+    suppress = inbound.header("x-auto-response-suppress").strip().lower()
+    if suppress in ("oof", "all", "autoreply") and _AUTO_SUBJECT.match(inbound.subject):
+        return Verdict(AUTO_REPLY, "Exchange out-of-office")
+    if _AUTO_SUBJECT.match(inbound.subject):
+        return Verdict(AUTO_REPLY, "automatic-reply subject")
+    return None
+
+
+def _spam(inbound: Inbound, _help: str) -> Verdict | None:
+    if inbound.header("x-spam-flag").strip().upper() == "YES":
+        return Verdict(SPAM, "X-Spam-Flag: YES")
+    return None
+
+
+RULES = (_own_mail, _bounce, _auto_reply, _spam)

@@ -1,0 +1,257 @@
+"""The command line. Thin: parse arguments, call one function, print, exit.
+
+Imports are deferred into the commands so that a pipe alias (``mailhelp
+ingest``) starts quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime
+
+from .errors import MailhelpError, UsageError
+
+log = logging.getLogger("mailhelp")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailhelp", description="An email-driven help desk for school districts.")
+    parser.add_argument("--config", metavar="PATH",
+                        help="config file (default: $MAILHELP_CONFIG, else ./mailhelp.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    commands.add_parser("init", help="create or upgrade the database, create the IMAP folders")
+    commands.add_parser("check", help="validate the config and try every connection")
+    run = commands.add_parser("run", help="the daemon (or one pass with --once)")
+    run.add_argument("--once", action="store_true",
+                     help="process waiting mail, run due jobs, flush the outbox, exit")
+    run.add_argument("--now", metavar="ISO8601", type=_instant,
+                     help="with --once: run with the clock set to this instant")
+    ingest = commands.add_parser("ingest", help="process messages from files or standard input")
+    ingest.add_argument("files", nargs="*", metavar="FILE")
+
+    tickets = commands.add_parser("tickets", help="list or show tickets")
+    tickets_commands = tickets.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = tickets_commands.add_parser("list", help="one line per ticket")
+    listing.add_argument("--status", choices=("new", "open", "pending", "resolved", "closed"))
+    listing.add_argument("--json", action="store_true")
+    show = tickets_commands.add_parser("show", help="one ticket with its messages")
+    show.add_argument("id", type=int, metavar="N")
+    show.add_argument("--json", action="store_true")
+
+    failed = commands.add_parser("failed", help="messages that could not be processed")
+    failed_commands = failed.add_subparsers(dest="action", metavar="ACTION", required=True)
+    failed_list = failed_commands.add_parser("list", help="with the reason for each")
+    failed_list.add_argument("--json", action="store_true")
+    retry = failed_commands.add_parser("retry", help="process one (or every) failed message again")
+    retry.add_argument("id", type=int, nargs="?", metavar="ID")
+
+    demo = commands.add_parser("demo", help="a self-contained walk-through on this machine")
+    demo.add_argument("--keep", action="store_true",
+                      help="leave the servers running until Ctrl-C, to look around")
+    return parser
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a time zone, e.g. {text}+00:00 or {text}Z")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(keep=args.keep)
+        from . import config as config_module
+
+        config = config_module.load(args.config)
+        _setup_logging(config, args)
+        handler = COMMANDS[args.command]
+        return handler(config, args)
+    except MailhelpError as error:
+        print(f"mailhelp: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _setup_logging(config, args) -> None:
+    quiet = args.command in ("tickets", "failed", "check")
+    level = logging.DEBUG if args.verbose else getattr(logging, config.log.level.upper())
+    if quiet and not args.verbose:
+        level = logging.WARNING
+    handler: logging.Handler = (logging.FileHandler(config.log.file) if config.log.file
+                                else logging.StreamHandler(sys.stderr))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Library chatter is not our events; keep their warnings, drop their debug lines.
+    for noisy in ("imapclient", "aiosmtplib", "alembic", "mailparser", "sqlalchemy"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    logging.getLogger("mailparser").setLevel(logging.CRITICAL)
+
+
+def cmd_init(config, args) -> int:
+    from .db.migrate import upgrade
+    from .db.session import Database
+
+    db = Database(config.database.url)
+    db.schema_ready()  # a clear one-line error when the database cannot be reached
+    before, after = upgrade(db)
+    print(f"database: schema {after}" + (f" (upgraded from {before})" if before != after
+                                          else " (already current)"))
+    if config.imap is not None:
+        from .sources.imap import ImapMailbox, connection_errors
+
+        mailbox = ImapMailbox(config.imap)
+        try:
+            mailbox.connect()
+            created = mailbox.ensure_folders()
+        except connection_errors() as error:
+            raise MailhelpError(f"imap: {error}") from error
+        finally:
+            mailbox.close()
+        print("imap: created " + ", ".join(created) if created
+              else "imap: folders already there")
+    return 0
+
+
+def cmd_check(config, args) -> int:
+    from .check import run_checks
+
+    ok = True
+    for result in run_checks(config):
+        print(result.line(), flush=True)
+        ok = ok and result.ok
+    return 0 if ok else 1
+
+
+def cmd_run(config, args) -> int:
+    from .daemon import App, run_daemon, run_once
+
+    if args.now and not args.once:
+        raise UsageError("--now goes with --once")
+    app = App.create(config, now=args.now)
+    if not args.once:
+        run_daemon(app)
+        return 0
+    from .sources.imap import connection_errors
+
+    try:
+        summary = run_once(app)
+    except connection_errors() as error:
+        raise MailhelpError(f"imap: {error}") from error
+    print(f"processed {summary.taken} message(s) ({summary.failed} failed); "
+          f"sent {summary.sent} mail(s), {summary.deferred} waiting to be retried, "
+          f"{summary.send_failed} failed")
+    return 0
+
+
+def cmd_ingest(config, args) -> int:
+    from .daemon import App, flush_outbox
+    from .pipeline import Arrival
+
+    app = App.create(config)
+    if args.files:
+        arrivals = []
+        for name in args.files:
+            try:
+                with open(name, "rb") as handle:
+                    arrivals.append(Arrival(handle.read(), "ingest"))
+            except OSError as error:
+                raise UsageError(f"{name}: {error.strerror}") from error
+    else:
+        arrivals = [Arrival(sys.stdin.buffer.read(), "ingest")]
+    results = app.pipeline().accept(arrivals)
+    for result in results:
+        if result.failed:
+            # Stored all the same: 'mailhelp failed retry' takes it up after a fix.
+            print(f"mailhelp: message {result.raw_id} failed: {result.error}", file=sys.stderr)
+    flush_outbox(app)
+    return 0
+
+
+def cmd_tickets(config, args) -> int:
+    from .daemon import App
+    from .views import ticket_json, ticket_line, ticket_messages, ticket_query, ticket_text
+
+    app = App.create(config)
+    with app.db.sessions() as session:
+        if args.action == "list":
+            tickets = list(session.scalars(ticket_query(args.status)))
+            if args.json:
+                print(json.dumps([ticket_json(t) for t in tickets], indent=1))
+            else:
+                for ticket in tickets:
+                    print(ticket_line(ticket))
+            return 0
+        ticket = session.scalar(ticket_query().filter_by(id=args.id))
+        if ticket is None:
+            raise MailhelpError(f"ticket {args.id} not found")
+        messages = ticket_messages(session, ticket.id)
+        if args.json:
+            print(json.dumps(ticket_json(ticket, messages), indent=1))
+        else:
+            print(ticket_text(ticket, messages))
+    return 0
+
+
+def cmd_failed(config, args) -> int:
+    from sqlalchemy import select
+
+    from .daemon import App
+    from .db.models import RawMessage
+    from .db.session import transaction
+    from .views import failed_json
+
+    app = App.create(config)
+    if args.action == "list":
+        with app.db.sessions() as session:
+            rows = list(session.scalars(select(RawMessage).where(RawMessage.state == "failed")
+                                        .order_by(RawMessage.id)))
+            if args.json:
+                print(json.dumps([failed_json(r) for r in rows], indent=1))
+            for row in rows if not args.json else ():
+                print(f"{row.id:<6} {row.received_at:%Y-%m-%d %H:%M}  {row.message_id}  "
+                      f"{row.error}")
+        return 0
+    with transaction(app.db) as tx:
+        query = select(RawMessage.id).where(RawMessage.state == "failed")
+        if args.id is not None:
+            query = query.where(RawMessage.id == args.id)
+        ids = list(tx.scalars(query.order_by(RawMessage.id)))
+    if args.id is not None and not ids:
+        raise MailhelpError(f"no failed message with id {args.id}")
+    pipeline = app.pipeline()
+    still_failing = 0
+    for raw_id in ids:
+        result = pipeline.process(raw_id)
+        still_failing += result.failed
+        print(f"{raw_id}: {result.state}" + (f" ({result.error})" if result.failed else ""))
+    from .daemon import flush_outbox
+
+    flush_outbox(app)
+    return 1 if still_failing else 0
+
+
+COMMANDS = {
+    "init": cmd_init,
+    "check": cmd_check,
+    "run": cmd_run,
+    "ingest": cmd_ingest,
+    "tickets": cmd_tickets,
+    "failed": cmd_failed,
+}

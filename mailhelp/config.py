@@ -1,0 +1,277 @@
+"""TOML -> frozen, typed configuration. Every error names the key at fault.
+
+Each section is a frozen dataclass; its fields, their types and defaults are the
+schema, so adding a key is adding a field (and a line in config.example.toml).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tomllib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from datetime import timedelta
+from pathlib import Path
+
+from .durations import parse_duration
+from .errors import ConfigError
+
+SECURITY_MODES = ("tls", "starttls", "none")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _choice(*options: str) -> dict:
+    return {"choices": options}
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A password given inline, by environment variable, or by a command's output.
+
+    It is resolved only when a connection needs it, and never printed.
+    """
+
+    key: str
+    value: str | None = field(default=None, repr=False)
+    env: str | None = None
+    command: str | None = None
+
+    def reveal(self) -> str:
+        if self.value is not None:
+            return self.value
+        if self.env is not None:
+            if self.env not in os.environ:
+                raise ConfigError(f"{self.key}_env: environment variable {self.env} is not set")
+            return os.environ[self.env]
+        if self.command is not None:
+            done = subprocess.run(self.command, shell=True, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise ConfigError(f"{self.key}_command: exited {done.returncode}")
+            return done.stdout.rstrip("\n")
+        return ""
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in (self.value, self.env, self.command))
+
+
+@dataclass(frozen=True)
+class HelpdeskConfig:
+    address: str
+    name: str = "Help Desk"
+    subject_tag: str = "#{id}"
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///mailhelp.db"
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    host: str
+    username: str
+    port: int = 993
+    security: str = field(default="tls", metadata=_choice(*SECURITY_MODES))
+    password: Secret = field(default_factory=lambda: Secret("imap.password"))
+    folder: str = "INBOX"
+    processed_folder: str = "mailhelp/processed"
+    failed_folder: str = "mailhelp/failed"
+    ca_file: str = ""
+    tls_verify: bool = True
+    timeout: timedelta = timedelta(seconds=30)
+    batch_size: int = 200
+    # Servers without IDLE are polled this often.
+    poll_interval: timedelta = timedelta(seconds=30)
+    # IDLE is re-issued this often: well inside the 29 minutes of RFC 2177.
+    idle_restart: timedelta = timedelta(minutes=9)
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int = 587
+    security: str = field(default="starttls", metadata=_choice(*SECURITY_MODES))
+    username: str = ""
+    password: Secret = field(default_factory=lambda: Secret("smtp.password"))
+    ca_file: str = ""
+    tls_verify: bool = True
+    timeout: timedelta = timedelta(seconds=30)
+    # A temporary failure is retried with a growing delay, up to this many attempts.
+    max_attempts: int = 12
+    retry_delay: timedelta = timedelta(seconds=30)
+    connections: int = 2
+
+
+@dataclass(frozen=True)
+class StaffConfig:
+    addresses: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+
+    def is_staff(self, address: str) -> bool:
+        address = address.strip().lower()
+        domain = address.rpartition("@")[2]
+        return address in self.addresses or domain in self.domains
+
+
+@dataclass(frozen=True)
+class SurveyConfig:
+    enabled: bool = True
+    delay: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    auto_close_after: timedelta = timedelta(days=3)
+    pending_reminder_after: timedelta = timedelta(days=3)
+    pending_resolve_after: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    # Attachments are stored by content hash here, not in the database.
+    attachments_dir: str = "mailhelp-attachments"
+
+
+@dataclass(frozen=True)
+class TemplatesConfig:
+    # A directory whose files override the bundled templates of the same name.
+    dir: str = ""
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = field(default="info", metadata=_choice(*LOG_LEVELS))
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    helpdesk: HelpdeskConfig
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    imap: ImapConfig | None = None
+    smtp: SmtpConfig | None = None
+    staff: StaffConfig = field(default_factory=StaffConfig)
+    survey: SurveyConfig = field(default_factory=SurveyConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    templates: TemplatesConfig = field(default_factory=TemplatesConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    path: str = ""
+
+    def require_imap(self) -> ImapConfig:
+        if self.imap is None:
+            raise ConfigError("imap: section missing (this command reads the help mailbox)")
+        return self.imap
+
+    def require_smtp(self) -> SmtpConfig:
+        if self.smtp is None:
+            raise ConfigError("smtp: section missing (this command sends mail)")
+        return self.smtp
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("MAILHELP_CONFIG") or "mailhelp.toml")
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate a config file; raise ConfigError naming the key at fault."""
+    path = Path(path) if path else default_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found (give --config or set MAILHELP_CONFIG)") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config file: {error.strerror}") from None
+    return loads(text, str(path))
+
+
+def loads(text: str, path: str = "<string>") -> Config:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    return _build(Config, document, prefix="", extra={"path": path})
+
+
+def _build(cls: type, table: dict, prefix: str, extra: dict | None = None) -> typing.Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls) if f.name != "path"}
+    values: dict[str, typing.Any] = dict(extra or {})
+    secret_keys = {f"{f.name}{s}" for f in known.values() if hints[f.name] is Secret
+                   for s in ("", "_env", "_command")}
+    for key in table:
+        if key not in known and key not in secret_keys:
+            kind = "section" if isinstance(table[key], dict) and not prefix else "key"
+            raise ConfigError(f"{prefix}{key}: unknown {kind}")
+    for name, spec in known.items():
+        key = f"{prefix}{name}"
+        hint = hints[name]
+        if hint is Secret:
+            values[name] = _secret(table, name, key)
+            continue
+        if name not in table:
+            if spec.default is MISSING and spec.default_factory is MISSING:
+                raise ConfigError(f"{key}: missing (required)")
+            continue
+        values[name] = _convert(table[name], hint, key, spec.metadata)
+    return cls(**values)
+
+
+def _secret(table: dict, name: str, key: str) -> Secret:
+    given = {s: table[f"{name}{s}"] for s in ("", "_env", "_command") if f"{name}{s}" in table}
+    if len(given) > 1:
+        raise ConfigError(f"{key}: give only one of password, password_env, password_command")
+    for suffix, value in given.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}{suffix}: expected a string")
+    return Secret(key, value=given.get(""), env=given.get("_env"), command=given.get("_command"))
+
+
+def _convert(value: typing.Any, hint: typing.Any, key: str, metadata: typing.Mapping) -> typing.Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        section = next(a for a in typing.get_args(hint) if a is not type(None))
+        return _convert(value, section, key, metadata)
+    if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a [{key}] section")
+        return _build(hint, value, prefix=f"{key}.")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative")
+        return value
+    if hint is timedelta:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a duration such as \"30s\", \"1h\", \"3d\"")
+        try:
+            return parse_duration(value)
+        except ValueError as error:
+            raise ConfigError(f"{key}: {error}") from None
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings")
+        return tuple(v.strip().lower() for v in value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        choices = metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {value!r}")
+        if key == "helpdesk.address" and "@" not in value:
+            raise ConfigError(f"{key}: {value!r} is not an email address")
+        return value
+    raise AssertionError(f"no converter for {hint!r}")  # a schema bug, not a user's

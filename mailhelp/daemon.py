@@ -1,0 +1,185 @@
+"""The loop: wait (IDLE or poll) -> process -> send. Signals stop it cleanly.
+
+IMAP is synchronous and stays in the main thread; the outbox is delivered by a
+sender thread with its own event loop, so a slow SMTP server never delays the
+next message's acknowledgement being committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .config import Config
+from .db.session import Database
+from .errors import MailhelpError
+from .pipeline import Pipeline
+from .smtp import FlushStats, OutboxSender
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 60.0
+
+
+@dataclass
+class App:
+    """Everything one run needs, wired once."""
+
+    config: Config
+    db: Database
+    clock: Callable[[], datetime]
+
+    @classmethod
+    def create(cls, config: Config, now: datetime | None = None) -> App:
+        db = Database(config.database.url)
+        if not db.schema_ready():
+            raise MailhelpError("database: no schema yet; run 'mailhelp init' first")
+        clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
+        return cls(config, db, clock)
+
+    def pipeline(self) -> Pipeline:
+        return Pipeline(self.config, self.db, self.clock)
+
+    def sender(self) -> OutboxSender:
+        return OutboxSender(self.config.require_smtp(), self.db, self.clock)
+
+
+@dataclass
+class OnceSummary:
+    taken: int = 0
+    failed: int = 0
+    sent: int = 0
+    deferred: int = 0
+    send_failed: int = 0
+
+
+def run_once(app: App) -> OnceSummary:
+    """Process every waiting message, then flush the outbox once."""
+    from .sources.imap import ImapMailbox, MailboxSync
+
+    summary = OnceSummary()
+    if app.config.imap is not None:
+        mailbox = ImapMailbox(app.config.imap)
+        mailbox.connect()
+        try:
+            mailbox.ensure_folders()
+
+            def count(results) -> None:
+                summary.failed += sum(r.failed for r in results)
+
+            summary.taken = MailboxSync(mailbox, app.pipeline(), app.db).drain(count)
+        finally:
+            mailbox.close()
+    stats = flush_outbox(app)
+    summary.sent, summary.deferred, summary.send_failed = stats.sent, stats.deferred, stats.failed
+    return summary
+
+
+def flush_outbox(app: App) -> FlushStats:
+    if app.config.smtp is None:
+        return FlushStats()
+    sender = app.sender()
+
+    async def flush() -> FlushStats:
+        try:
+            return await sender.flush()
+        finally:
+            await sender.close()
+
+    return asyncio.run(flush())
+
+
+class SenderThread(threading.Thread):
+    """Delivers the outbox whenever kicked, and retries when a deferred mail falls due."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__(name="mailhelp-sender", daemon=True)
+        self.app = app
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.wake: asyncio.Event | None = None
+        self.ready = threading.Event()
+        self.stopping = False
+
+    def kick(self) -> None:
+        if self.loop is not None and self.wake is not None:
+            self.loop.call_soon_threadsafe(self.wake.set)
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.kick()
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.wake = asyncio.Event()
+        self.ready.set()
+        sender = self.app.sender()
+        try:
+            while not self.stopping:
+                self.wake.clear()
+                try:
+                    await sender.flush()
+                except Exception:  # a database hiccup must not end delivery for good
+                    log.exception("action=send_loop_error")
+                await self._sleep_until_due(sender)
+        finally:
+            await sender.close()
+
+    async def _sleep_until_due(self, sender: OutboxSender) -> None:
+        due = sender.next_due()
+        timeout = 30.0
+        if due is not None:
+            timeout = max(0.05, min(timeout, (due - self.app.clock()).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout)
+
+
+def run_daemon(app: App, stop: threading.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set); reconnect to IMAP with backoff."""
+    from .sources.imap import ImapMailbox, MailboxSync, connection_errors
+
+    imap = app.config.require_imap()
+    app.config.require_smtp()
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+    sender = SenderThread(app)
+    sender.start()
+    sender.ready.wait(5)
+    mailbox = ImapMailbox(imap)
+    sync = MailboxSync(mailbox, app.pipeline(), app.db)
+    backoff = 1.0
+    log.info("action=daemon_start folder=%s host=%s", imap.folder, imap.host)
+    try:
+        while not stop.is_set():
+            try:
+                mailbox.connect()
+                mailbox.ensure_folders()
+                log.info("action=imap_connected host=%s folder=%s", imap.host, imap.folder)
+                backoff = 1.0
+                while not stop.is_set():
+                    if sync.drain(lambda results: sender.kick()):
+                        sender.kick()
+                    mailbox.wait(imap.idle_restart.total_seconds(), stop.is_set)
+            except connection_errors() as error:
+                mailbox.close()
+                if stop.is_set():
+                    break
+                log.warning("action=imap_disconnected error=%s retry_in=%.0fs",
+                            str(error) or type(error).__name__, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+    finally:
+        mailbox.close()
+        sender.stop()
+        sender.join(timeout=30)
+        log.info("action=daemon_stop")

@@ -1,0 +1,130 @@
+"""Compose outgoing mail and enqueue it in the caller's transaction.
+
+Nothing here talks to a mail server: the outbox row is written together with
+the ticket change that caused it, and smtp.py delivers it later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime, make_msgid
+
+from sqlalchemy.orm import Session
+
+from .config import Config
+from .db.models import Message, Outbox, Ticket
+from .parse import Address
+from .templating import render
+
+log = logging.getLogger(__name__)
+
+# Mail we send in answer to someone's message, versus mail we start ourselves (RFC 3834).
+AUTO_REPLIED = "auto-replied"
+AUTO_GENERATED = "auto-generated"
+LOOP_HEADER = "X-Mailhelp-Loop"
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What one outgoing mail needs besides its rendered text."""
+
+    kind: str
+    to: tuple[Address, ...]
+    variables: dict
+    cc: tuple[Address, ...] = ()
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+    auto_submitted: str = AUTO_REPLIED
+    from_name: str = ""
+    reply_to: str = ""
+
+
+def subject_tag(config: Config, ticket_id: int) -> str:
+    return config.helpdesk.subject_tag.format(id=ticket_id)
+
+
+def compose(config: Config, ticket: Ticket, draft: Draft, now: datetime) -> EmailMessage:
+    """Render a draft into a complete message (text and HTML parts, threading headers)."""
+    rendered = render(draft.kind, draft.variables, config.templates.dir)
+    helpdesk = config.helpdesk
+    mail = EmailMessage()
+    sender = Address(draft.from_name or helpdesk.name, helpdesk.address)
+    mail["From"] = sender.formatted()
+    mail["To"] = ", ".join(a.formatted() for a in draft.to)
+    if draft.cc:
+        mail["Cc"] = ", ".join(a.formatted() for a in draft.cc)
+    if draft.reply_to:
+        mail["Reply-To"] = draft.reply_to
+    mail["Subject"] = rendered.subject
+    mail["Date"] = format_datetime(now)
+    mail["Message-ID"] = make_msgid(idstring=f"mailhelp.t{ticket.id}", domain=helpdesk.domain)
+    if draft.in_reply_to:
+        mail["In-Reply-To"] = draft.in_reply_to
+    references = _dedupe([*draft.references, draft.in_reply_to])
+    if references:
+        mail["References"] = " ".join(references[-20:])
+    # Loop protection for every receiver that honours either convention.
+    mail["Auto-Submitted"] = draft.auto_submitted
+    mail["X-Auto-Response-Suppress"] = "All"
+    mail[LOOP_HEADER] = helpdesk.address
+    mail["X-Mailhelp-Ticket"] = str(ticket.id)
+    mail.set_content(rendered.text)
+    mail.add_alternative(rendered.html, subtype="html")
+    return mail
+
+
+def enqueue(
+    tx: Session, config: Config, ticket: Ticket, draft: Draft, now: datetime
+) -> Outbox:
+    """Compose a draft and record it on the ticket and in the outbox, in ``tx``."""
+    mail = compose(config, ticket, draft, now)
+    message = Message(
+        ticket_id=ticket.id,
+        direction="out",
+        kind=draft.kind,
+        message_id=mail["Message-ID"],
+        in_reply_to=draft.in_reply_to,
+        references=list(draft.references),
+        from_address=config.helpdesk.address,
+        from_name=draft.from_name or config.helpdesk.name,
+        to=[a.address for a in draft.to],
+        cc=[a.address for a in draft.cc],
+        subject=str(mail["Subject"]),
+        date=now,
+        text=mail.get_body(("plain",)).get_content(),
+        body=mail.get_body(("plain",)).get_content(),
+        created_at=now,
+    )
+    tx.add(message)
+    tx.flush()
+    row = Outbox(
+        ticket_id=ticket.id,
+        message_row_id=message.id,
+        kind=draft.kind,
+        message_id=message.message_id,
+        mail_from=config.helpdesk.address,
+        recipients=[a.address for a in (*draft.to, *draft.cc)],
+        raw=mail.as_bytes(policy=SMTP_POLICY),
+        status="queued",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    tx.add(row)
+    tx.flush()
+    log.info("ticket=%s message=%s action=enqueue kind=%s to=%s outbox=%s", ticket.id,
+             message.message_id, draft.kind, ",".join(row.recipients), row.id)
+    return row
+
+
+def _dedupe(ids: Sequence[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for value in ids:
+        if value:
+            seen.setdefault(value, None)
+    return list(seen)

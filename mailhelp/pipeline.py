@@ -1,0 +1,142 @@
+"""The stages of one incoming message: store raw -> parse -> apply -> commit.
+
+Sources (IMAP, files, stdin) hand raw bytes to ``Pipeline.accept``; each message
+is stored before anything else is done with it, then processed in a transaction
+of its own. A message that fails is marked ``failed`` with the reason and the
+caller moves it to the failed folder; nothing stops the daemon.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .config import Config
+from .db.models import RawMessage
+from .db.session import Database, transaction
+from .errors import MailhelpError
+from .parse import message_id_of, parse
+from .storage import AttachmentStore
+from .workflow import Context, Outcome, apply
+
+log = logging.getLogger(__name__)
+
+# raw_messages.state after processing, by workflow action.
+STATE_OF = {"new_ticket": "processed", "reply": "processed", "recorded": "processed",
+            "duplicate": "duplicate", "ignored": "ignored"}
+DONE_STATES = ("processed", "duplicate", "ignored")
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Raw bytes as a source delivered them, with where they came from."""
+
+    raw: bytes
+    source: str
+    uidvalidity: int | None = None
+    uid: int | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    raw_id: int
+    uid: int | None
+    state: str  # processed | duplicate | ignored | failed
+    outcome: Outcome | None
+    error: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "failed"
+
+
+class Pipeline:
+    def __init__(self, config: Config, db: Database, clock: Callable[[], datetime]) -> None:
+        self.config = config
+        self.db = db
+        self.clock = clock
+        self.context = Context(config, AttachmentStore(config.storage.attachments_dir))
+
+    def accept(self, arrivals: Sequence[Arrival]) -> list[Result]:
+        """Store then process a batch; messages already done are reported, not redone."""
+        stored = self.store(arrivals)
+        return [self.process(raw_id, uid) if state == "new"
+                else Result(raw_id, uid, state, None)
+                for raw_id, uid, state in stored]
+
+    def store(self, arrivals: Sequence[Arrival]) -> list[tuple[int, int | None, str]]:
+        """Write the raw bytes in one transaction; return (raw id, uid, state) per arrival.
+
+        An IMAP message seen before (same folder, UIDVALIDITY and UID) keeps its row:
+        a crash after storing it leaves it ``new``, and it is processed from these bytes.
+        """
+        now = self.clock()
+        stored = []
+        with transaction(self.db) as tx:
+            for arrival in arrivals:
+                row = None
+                if arrival.uid is not None:
+                    row = tx.scalar(select(RawMessage).where(
+                        RawMessage.source == arrival.source,
+                        RawMessage.uidvalidity == arrival.uidvalidity,
+                        RawMessage.uid == arrival.uid))
+                if row is None:
+                    row = RawMessage(
+                        source=arrival.source, uidvalidity=arrival.uidvalidity, uid=arrival.uid,
+                        message_id=message_id_of(arrival.raw)[:998],
+                        sha256=hashlib.sha256(arrival.raw).hexdigest(), size=len(arrival.raw),
+                        raw=arrival.raw, state="new", received_at=now)
+                    tx.add(row)
+                    tx.flush()
+                stored.append((row.id, arrival.uid, row.state))
+        return stored
+
+    def process(self, raw_id: int, uid: int | None = None) -> Result:
+        """Parse and apply one stored message in its own transaction."""
+        with self.db.sessions() as session:
+            raw_bytes = session.get(RawMessage, raw_id).raw
+        try:
+            inbound = parse(raw_bytes)
+            outcome = self._apply(raw_id, inbound)
+        except Exception as error:  # one bad message must never stop the others
+            reason = _describe(error)
+            log.error("raw=%s uid=%s action=failed error=%s", raw_id, uid, reason,
+                      exc_info=not isinstance(error, MailhelpError))
+            with transaction(self.db) as tx:
+                row = tx.get(RawMessage, raw_id)
+                row.state, row.error, row.processed_at = "failed", reason, self.clock()
+            return Result(raw_id, uid, "failed", None, reason)
+        if outcome.action in ("duplicate", "ignored"):
+            log.info("raw=%s uid=%s message=%s action=%s reason=%s", raw_id, uid,
+                     inbound.message_id, outcome.action, outcome.detail)
+        return Result(raw_id, uid, STATE_OF[outcome.action], outcome)
+
+    def _apply(self, raw_id: int, inbound) -> Outcome:
+        for attempt in (1, 2):
+            try:
+                with transaction(self.db) as tx:
+                    raw = tx.get(RawMessage, raw_id)
+                    now = self.clock()
+                    outcome = apply(tx, self.context, inbound, raw, now)
+                    raw.state, raw.error, raw.processed_at = STATE_OF[outcome.action], None, now
+                    if outcome.ticket_id:
+                        raw.ticket_id = outcome.ticket_id
+                return outcome
+            except IntegrityError:
+                # Another process recorded the same Message-ID between our check and
+                # our insert; the second attempt sees it and reports a duplicate.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, MailhelpError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"[:2000]

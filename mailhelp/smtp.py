@@ -1,0 +1,229 @@
+"""Deliver the outbox over SMTP (aiosmtplib). Sending never decides policy.
+
+A temporary failure (4xx, a refused or dropped connection) is retried later with
+a growing delay; a permanent one (5xx) marks the mail failed, on the ticket too.
+Connections are kept open across mails and several are used at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from .config import SmtpConfig
+from .db.models import Outbox, TicketEvent
+from .db.session import Database, transaction
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a delivery did not happen, and whether trying again can help."""
+
+    temporary: bool
+    reason: str
+
+
+@dataclass
+class FlushStats:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+
+def tls_context(ca_file: str, verify: bool) -> ssl.SSLContext:
+    """One context per connection setting: loading the CA store per mail costs 100 ms."""
+    context = ssl.create_default_context(cafile=ca_file or None)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class SmtpTransport:
+    """One SMTP connection, opened on first use and reused until it fails."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+        self.context = tls_context(config.ca_file, config.tls_verify) \
+            if config.security != "none" else None
+        self.client = None
+
+    async def connect(self) -> None:
+        import aiosmtplib
+
+        config = self.config
+        client = aiosmtplib.SMTP(
+            hostname=config.host, port=config.port,
+            use_tls=config.security == "tls",
+            start_tls=config.security == "starttls",
+            tls_context=self.context,
+            timeout=config.timeout.total_seconds(),
+        )
+        await client.connect()
+        if config.username:
+            await client.login(config.username, config.password.reveal())
+        self.client = client
+
+    async def send(self, mail_from: str, recipients: list[str], raw: bytes) -> dict[str, Failure]:
+        """Send one mail; return the recipients it failed for (empty: all accepted).
+
+        Raises Failure-carrying ``DeliveryError`` when nothing could be sent.
+        """
+        import aiosmtplib
+
+        if self.client is None or not self.client.is_connected:
+            await self._connect_or_raise()
+        try:
+            refused, _ = await self.client.sendmail(mail_from, recipients, raw)
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            return {r.recipient: _by_code(r.code, r.message) for r in error.recipients}
+        except aiosmtplib.SMTPResponseException as error:
+            if error.code // 100 == 4 or error.code < 400:
+                await self.close()
+            raise DeliveryError(_by_code(error.code, error.message)) from error
+        except (aiosmtplib.SMTPException, OSError) as error:
+            await self.close()
+            raise DeliveryError(Failure(True, f"{type(error).__name__}: {error}")) from error
+        return {address: _by_code(response.code, response.message)
+                for address, response in refused.items()}
+
+    async def _connect_or_raise(self) -> None:
+        import aiosmtplib
+
+        try:
+            await self.connect()
+        except aiosmtplib.SMTPAuthenticationError as error:
+            reason = f"smtp login refused: {error.code} {error.message}"
+            raise DeliveryError(Failure(True, reason)) from None
+        except ssl.SSLCertVerificationError as error:
+            raise DeliveryError(Failure(True, f"smtp certificate not trusted: {error}")) from None
+        except (aiosmtplib.SMTPException, OSError) as error:
+            raise DeliveryError(Failure(True, f"cannot connect to smtp server: {error}")) from None
+
+    async def close(self) -> None:
+        if self.client is not None:
+            client, self.client = self.client, None
+            try:
+                await client.quit()
+            except Exception:  # a dead connection has nothing left to say
+                client.close()
+
+
+class DeliveryError(Exception):
+    """A mail could not be handed to the SMTP server at all; ``failure`` says why."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+
+
+def _by_code(code: int, message: str) -> Failure:
+    return Failure(code // 100 != 5, f"{code} {message}".strip())
+
+
+class OutboxSender:
+    """Delivers due outbox rows; ``flush`` returns when none is due."""
+
+    def __init__(self, config: SmtpConfig, db: Database, clock: Callable[[], datetime]) -> None:
+        self.config = config
+        self.db = db
+        self.clock = clock
+        self.transports = [SmtpTransport(config) for _ in range(max(1, config.connections))]
+
+    async def flush(self) -> FlushStats:
+        stats = FlushStats()
+        while True:
+            due = self._due()
+            if not due:
+                return stats
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for row_id in due:
+                queue.put_nowait(row_id)
+            workers = [self._worker(t, queue, stats) for t in self.transports[: len(due)]]
+            await asyncio.gather(*workers)
+            if stats.deferred and not stats.sent:
+                return stats  # the server is away: try again at next_attempt_at
+
+    async def close(self) -> None:
+        for transport in self.transports:
+            await transport.close()
+
+    def next_due(self) -> datetime | None:
+        with self.db.sessions() as session:
+            return session.scalar(select(Outbox.next_attempt_at)
+                                  .where(Outbox.status == "queued")
+                                  .order_by(Outbox.next_attempt_at).limit(1))
+
+    def _due(self) -> list[int]:
+        with self.db.sessions() as session:
+            return list(session.scalars(
+                select(Outbox.id).where(Outbox.status == "queued",
+                                        Outbox.next_attempt_at <= self.clock())
+                .order_by(Outbox.id).limit(500)))
+
+    async def _worker(self, transport: SmtpTransport, queue: asyncio.Queue, stats: FlushStats):
+        while not queue.empty():
+            row_id = queue.get_nowait()
+            with self.db.sessions() as session:
+                row = session.get(Outbox, row_id)
+                mail_from, recipients, raw = row.mail_from, list(row.recipients), row.raw
+            try:
+                refused = await transport.send(mail_from, recipients, raw)
+            except DeliveryError as error:
+                self._record(row_id, {r: error.failure for r in recipients}, stats)
+                if error.failure.temporary:
+                    # The server is unreachable or busy: the rest waits for the retry.
+                    while not queue.empty():
+                        queue.get_nowait()
+                continue
+            self._record(row_id, refused, stats)
+
+    def _record(self, row_id: int, refused: dict[str, Failure], stats: FlushStats) -> None:
+        now = self.clock()
+        with transaction(self.db) as tx:
+            row = tx.get(Outbox, row_id)
+            retry = [r for r in row.recipients if r in refused and refused[r].temporary]
+            permanent = {r: f for r, f in refused.items() if not f.temporary}
+            row.attempts += 1
+            if permanent:
+                reasons = "; ".join(f"{r}: {f.reason}" for r, f in permanent.items())
+                log.error("ticket=%s message=%s outbox=%s action=send_failed permanent=yes "
+                          "error=%s", row.ticket_id, row.message_id, row.id, reasons)
+                if row.ticket_id:
+                    tx.add(TicketEvent(ticket_id=row.ticket_id, at=now, actor="system",
+                                       action="mail_failed", detail=f"{row.kind}: {reasons}"))
+            if retry and row.attempts < self.config.max_attempts:
+                delay = min(self.config.retry_delay * 2 ** (row.attempts - 1), MAX_RETRY_DELAY)
+                row.recipients, row.next_attempt_at = retry, now + delay
+                row.last_error = refused[retry[0]].reason
+                stats.deferred += 1
+                log.warning("ticket=%s message=%s outbox=%s action=send_deferred attempt=%s "
+                            "retry_in=%ss error=%s", row.ticket_id, row.message_id, row.id,
+                            row.attempts, int(delay.total_seconds()), row.last_error)
+            elif retry or len(permanent) == len(row.recipients):
+                row.status, row.last_error = "failed", "; ".join(f.reason for f in refused.values())
+                stats.failed += 1
+                if retry:
+                    log.error("ticket=%s message=%s outbox=%s action=send_failed attempts=%s "
+                              "error=%s", row.ticket_id, row.message_id, row.id, row.attempts,
+                              row.last_error)
+                    if row.ticket_id:
+                        tx.add(TicketEvent(ticket_id=row.ticket_id, at=now, actor="system",
+                                           action="mail_failed",
+                                           detail=f"{row.kind}: gave up: {row.last_error}"))
+            else:
+                row.status, row.sent_at = "sent", now
+                stats.sent += 1
+                log.info("ticket=%s message=%s outbox=%s action=sent kind=%s to=%s",
+                         row.ticket_id, row.message_id, row.id, row.kind,
+                         ",".join(r for r in row.recipients if r not in refused))

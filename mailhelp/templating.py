@@ -1,0 +1,62 @@
+"""Jinja2 rendering of the mail templates: a text and an HTML part for each kind of mail.
+
+A text template starts with a ``Subject: ...`` line, so an admin who overrides a
+template controls the subject too. HTML templates are autoescaped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import TemplateError
+
+BUNDLED = Path(__file__).with_name("templates")
+
+# Every kind of mail and the variables its templates see (documented in README.md).
+KINDS = ("ack", "notification")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+@lru_cache(maxsize=8)
+def environment(override_dir: str = ""):
+    import jinja2
+
+    paths = [override_dir] if override_dir else []
+    paths.append(str(BUNDLED))
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(paths),
+        autoescape=lambda name: bool(name) and ".html" in name,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+
+
+def render(kind: str, variables: dict, override_dir: str = "") -> Rendered:
+    """Render ``kind.txt.j2`` and ``kind.html.j2``; raise TemplateError naming the file."""
+    import jinja2
+
+    env = environment(override_dir)
+    parts = []
+    for name in (f"{kind}.txt.j2", f"{kind}.html.j2"):
+        try:
+            parts.append(env.get_template(name).render(variables))
+        except jinja2.TemplateNotFound:
+            raise TemplateError(f"template {name}: not found") from None
+        except jinja2.TemplateError as error:
+            where = f" line {error.lineno}" if getattr(error, "lineno", None) else ""
+            raise TemplateError(f"template {name}{where}: {error.message}") from error
+    text, html = parts
+    first, _, body = text.partition("\n")
+    if not first.lower().startswith("subject:"):
+        raise TemplateError(f"template {kind}.txt.j2: the first line must be 'Subject: ...'")
+    subject = " ".join(first[len("subject:"):].split())
+    return Rendered(subject=subject, text=body.lstrip("\n"), html=html)

@@ -1,0 +1,119 @@
+"""Small tools for tests that drive mailhelp as a user would: a config file and the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAFF = ("tech1@school.test", "tech2@school.test")
+
+
+def write_config(tmp_path: Path, database_url: str, mail=None, *, smtp_port: int | None = None,
+                 imap_password: str | None = None, extra: str = "") -> Path:
+    """A mailhelp.toml for these servers; returns its path."""
+    lines = [
+        "[helpdesk]",
+        'name = "Springfield SD Help Desk"',
+        'address = "help@school.test"',
+        "[database]",
+        f'url = "{database_url}"',
+        "[staff]",
+        f"addresses = {list(STAFF)!r}".replace("'", '"'),
+        "[storage]",
+        f'attachments_dir = "{tmp_path / "attachments"}"',
+    ]
+    if mail is not None:
+        password = imap_password if imap_password is not None else mail.users["help@school.test"]
+        lines += [
+            "[imap]",
+            f'host = "{mail.imap_host}"',
+            f"port = {mail.imap_port}",
+            'security = "none"',
+            'username = "help@school.test"',
+            f'password = "{password}"',
+            'timeout = "10s"',
+            "[smtp]",
+            f'host = "{mail.smtp_host}"',
+            f"port = {smtp_port or mail.smtp_port}",
+            'security = "none"',
+            'retry_delay = "1s"',
+            'timeout = "10s"',
+        ]
+    text = "\n".join(lines) + "\n"
+    if extra:
+        text = _merge(text, extra)
+    path = tmp_path / "mailhelp.toml"
+    path.write_text(text)
+    return path
+
+
+def _merge(text: str, extra: str) -> str:
+    """Put ``key = value`` lines of ``extra`` (under [section] headers) into ``text``."""
+    section = None
+    out = text.splitlines()
+    for line in extra.strip().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+            if section not in out:
+                out.append(section)
+            continue
+        key = line.split("=", 1)[0].strip()
+        start = out.index(section) + 1
+        end = next((i for i in range(start, len(out)) if out[i].startswith("[")), len(out))
+        for i in range(start, end):
+            if out[i].split("=", 1)[0].strip() == key:
+                out[i] = line
+                break
+        else:
+            out.insert(end, line)
+    return "\n".join(out) + "\n"
+
+
+def mailhelp(config: Path, *args: str, stdin: bytes | None = None,
+             timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the real command line in a fresh process, as a user or cron would."""
+    return subprocess.run(
+        [sys.executable, "-m", "mailhelp", "--config", str(config), *args],
+        input=stdin, capture_output=True, timeout=timeout, cwd=config.parent,
+        env={**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning"},
+    )
+
+
+class Daemon:
+    """``mailhelp run`` in the background; its log is kept for assertions."""
+
+    def __init__(self, config: Path) -> None:
+        self.log_path = config.parent / "daemon.log"
+        self.log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mailhelp", "--config", str(config), "run"],
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=config.parent)
+
+    def wait_for_log(self, text: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log_path.read_text(errors="replace"):
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"daemon exited {self.process.returncode}:\n{self.output()}")
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not in the daemon's log:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        return self.process.returncode

@@ -1,0 +1,166 @@
+"""Store -> parse -> apply, on a real database (SQLite, or PostgreSQL in CI's second run)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from mailhelp import config as config_module
+from mailhelp.db.migrate import upgrade
+from mailhelp.db.models import Message, Outbox, RawMessage, Ticket, TicketEvent
+from mailhelp.db.session import Database
+from mailhelp.pipeline import Arrival, Pipeline
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def pipeline(tmp_path, database_url) -> Pipeline:
+    config = config_module.loads(f"""
+        [helpdesk]
+        name = "Springfield SD Help Desk"
+        address = "help@school.test"
+        [database]
+        url = "{database_url}"
+        [staff]
+        addresses = ["tech1@school.test", "tech2@school.test"]
+        [storage]
+        attachments_dir = "{tmp_path / 'attachments'}"
+        """)
+    db = Database(database_url)
+    upgrade(db)
+    yield Pipeline(config, db, lambda: NOW)
+    db.dispose()
+
+
+def mail(sender="Jane Teacher <teacher1@school.test>", subject="Printer jam", cc="",
+         message_id="<m1@school.test>", extra="") -> bytes:
+    head = f"From: {sender}\nTo: help@school.test\nSubject: {subject}\n"
+    head += f"Message-ID: {message_id}\nDate: Mon, 23 Nov 2026 08:00:00 +0000\n"
+    if cc:
+        head += f"Cc: {cc}\n"
+    return (head + extra + "\nThe printer in the staff room jams on every page.\n").encode()
+
+
+def count(pipeline, model, *where) -> int:
+    with pipeline.db.sessions() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def outbox(pipeline) -> list[Outbox]:
+    with pipeline.db.sessions() as session:
+        return list(session.scalars(select(Outbox).order_by(Outbox.id)))
+
+
+def test_new_message_makes_a_ticket_an_ack_and_notifications(pipeline):
+    [result] = pipeline.accept([Arrival(mail(cc="Bob <teacher2@school.test>, "
+                                            "tech1@school.test, help+3@school.test"), "test")])
+    assert result.state == "processed" and result.outcome.action == "new_ticket"
+    with pipeline.db.sessions() as session:
+        ticket = session.get(Ticket, result.outcome.ticket_id)
+        assert ticket.status == "new" and ticket.requester.address == "teacher1@school.test"
+        assert [p.person.address for p in ticket.participants] == ["teacher2@school.test"]
+        assert ticket.created_at == NOW
+    rows = outbox(pipeline)
+    assert [(r.kind, r.recipients) for r in rows] == [
+        ("ack", ["teacher1@school.test"]),
+        ("notification", ["tech1@school.test"]),
+        ("notification", ["tech2@school.test"]),
+    ]
+    ack = email.message_from_bytes(rows[0].raw, policy=email.policy.default)
+    assert ack["Subject"] == "[#1] Printer jam"
+    assert ack["In-Reply-To"] == "<m1@school.test>"
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["To"] == "Jane Teacher <teacher1@school.test>"
+    assert all(r.status == "queued" and r.next_attempt_at == NOW for r in rows)
+    assert count(pipeline, Message) == 4  # the request, the ack, two notifications
+
+
+def test_a_stored_message_left_by_a_crash_is_processed_once(pipeline):
+    arrival = Arrival(mail(), "imap:INBOX", uidvalidity=7, uid=12)
+    [(raw_id, uid, state)] = pipeline.store([arrival])  # ...and then the process died
+    assert state == "new" and count(pipeline, Ticket) == 0
+    [result] = pipeline.accept([arrival])  # the message is still in the inbox
+    assert result.raw_id == raw_id and result.state == "processed"
+    [again] = pipeline.accept([arrival])  # the move failed; the next pass sees it once more
+    assert again.state == "processed" and again.outcome is None
+    assert count(pipeline, Ticket) == 1 and count(pipeline, RawMessage) == 1
+    assert len(outbox(pipeline)) == 3
+
+
+def test_same_message_id_twice_is_one_ticket_entry(pipeline):
+    first, second = pipeline.accept([Arrival(mail(), "a"), Arrival(mail(), "b")])
+    assert (first.state, second.state) == ("processed", "duplicate")
+    assert count(pipeline, Ticket) == 1 and len(outbox(pipeline)) == 3
+
+
+def test_reply_with_the_tag_from_the_requester_joins_the_ticket(pipeline):
+    pipeline.accept([Arrival(mail(), "t")])
+    [reply] = pipeline.accept([Arrival(mail(subject="RE: [#1] Printer jam",
+                                            message_id="<m2@school.test>"), "t")])
+    assert reply.outcome.action == "reply" and reply.outcome.ticket_id == 1
+    assert count(pipeline, Ticket) == 1
+
+
+def test_a_stranger_using_the_tag_gets_a_new_ticket(pipeline):
+    pipeline.accept([Arrival(mail(), "t")])
+    [stranger] = pipeline.accept([Arrival(mail(sender="mallory@evil.example",
+                                               subject="Re: [#1] Printer jam",
+                                               message_id="<x@evil.example>"), "t")])
+    assert stranger.outcome.action == "new_ticket" and stranger.outcome.ticket_id == 2
+    ack = email.message_from_bytes(outbox(pipeline)[3].raw, policy=email.policy.default)
+    assert ack["To"] == "mallory@evil.example"
+    assert "staff room" not in ack.get_body(("plain",)).get_content()
+
+
+def test_out_of_office_on_a_ticket_is_recorded_without_mail(pipeline):
+    pipeline.accept([Arrival(mail(), "t")])
+    [oof] = pipeline.accept([Arrival((DATA / "out_of_office.eml").read_bytes(), "t")])
+    assert oof.outcome.action == "recorded" and oof.outcome.ticket_id == 1
+    assert len(outbox(pipeline)) == 3
+    with pipeline.db.sessions() as session:
+        kinds = list(session.scalars(select(Message.kind).where(Message.direction == "in")))
+        assert kinds == ["request", "note"]
+
+
+@pytest.mark.parametrize("extra", ["Auto-Submitted: auto-replied\n", "Precedence: bulk\n",
+                                   "X-Mailhelp-Loop: help@school.test\n"])
+def test_automatic_mail_threading_nowhere_is_ignored(pipeline, extra):
+    [result] = pipeline.accept([Arrival(mail(extra=extra), "t")])
+    assert result.state == "ignored"
+    assert count(pipeline, Ticket) == 0 and outbox(pipeline) == []
+
+
+def test_a_failing_message_is_marked_with_its_reason(pipeline):
+    good, bad = pipeline.accept([Arrival(mail(), "t"),
+                                 Arrival(b"\xd0\xcf\x11\xe0" + b"\0" * 40, "t")])
+    assert good.state == "processed"
+    assert bad.state == "failed" and "Outlook .msg" in bad.error
+    with pipeline.db.sessions() as session:
+        row = session.get(RawMessage, bad.raw_id)
+        assert row.state == "failed" and row.raw.startswith(b"\xd0\xcf")
+
+
+def test_attachments_are_stored_by_hash_with_safe_names(pipeline):
+    raw = (DATA / "teacher_projector.eml").read_bytes().replace(
+        b'filename="no signal.png"', b'filename="../../etc/no signal.png"')
+    pipeline.accept([Arrival(raw, "t")])
+    with pipeline.db.sessions() as session:
+        request = session.scalar(select(Message).where(Message.kind == "request"))
+        [attachment] = request.attachments
+    assert attachment.filename == "_.._etc_no signal.png"
+    assert pipeline.context.store.get(attachment.sha256).startswith(b"\x89PNG")
+
+
+def test_ticket_events_record_who_did_what(pipeline):
+    pipeline.accept([Arrival(mail(cc="teacher2@school.test"), "t")])
+    with pipeline.db.sessions() as session:
+        events = [(e.actor, e.action) for e in session.scalars(select(TicketEvent))]
+    assert ("teacher1@school.test", "created") in events
+    assert ("teacher2@school.test", "participant_added") in events

@@ -1,0 +1,161 @@
+"""The outbox sender against a real SMTP server (aiosmtpd) that answers as told."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from mailhelp import config as config_module
+from mailhelp.db.migrate import upgrade
+from mailhelp.db.models import Outbox, TicketEvent
+from mailhelp.db.session import Database, transaction
+from mailhelp.localmail import free_port
+from mailhelp.pipeline import Arrival, Pipeline
+from mailhelp.smtp import OutboxSender
+
+NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+
+
+class Answering:
+    """An aiosmtpd handler: records what it accepts, answers RCPT with a set code."""
+
+    def __init__(self) -> None:
+        self.rcpt_answer: dict[str, str] = {}
+        self.data_answer = "250 OK"
+        self.received: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        answer = self.rcpt_answer.get(address, "250 OK")
+        if answer.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return answer
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.data_answer.startswith("250"):
+            self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return self.data_answer
+
+
+@pytest.fixture
+def smtp_server():
+    from aiosmtpd.controller import Controller
+
+    handler = Answering()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield handler, controller.port
+    controller.stop()
+
+
+@pytest.fixture
+def setup(tmp_path, database_url, smtp_server):
+    handler, port = smtp_server
+    config = config_module.loads(f"""
+        [helpdesk]
+        address = "help@school.test"
+        [database]
+        url = "{database_url}"
+        [smtp]
+        host = "127.0.0.1"
+        port = {port}
+        security = "none"
+        retry_delay = "1m"
+        max_attempts = 3
+        [staff]
+        addresses = ["tech1@school.test"]
+        [storage]
+        attachments_dir = "{tmp_path / 'att'}"
+        """)
+    db = Database(database_url)
+    upgrade(db)
+    clock = {"now": NOW}
+    pipeline = Pipeline(config, db, lambda: clock["now"])
+    pipeline.accept([Arrival(b"From: teacher1@school.test\nTo: help@school.test\n"
+                             b"Subject: Wifi\nMessage-ID: <w@x>\n\nNo wifi in room 3.\n", "t")])
+    sender = OutboxSender(config.smtp, db, lambda: clock["now"])
+    yield handler, db, sender, clock
+    db.dispose()
+
+
+def flush(sender):
+    async def run():
+        try:
+            return await sender.flush()
+        finally:
+            await sender.close()
+    return asyncio.run(run())
+
+
+def rows(db) -> dict[str, Outbox]:
+    with db.sessions() as session:
+        return {r.kind: r for r in session.scalars(select(Outbox))}
+
+
+def test_everything_due_is_sent_once(setup):
+    handler, db, sender, clock = setup
+    stats = flush(sender)
+    assert (stats.sent, stats.deferred, stats.failed) == (2, 0, 0)
+    assert sorted(r[1][0] for r in handler.received) == ["teacher1@school.test",
+                                                         "tech1@school.test"]
+    assert all(r.status == "sent" and r.sent_at == NOW for r in rows(db).values())
+    assert flush(sender).sent == 0
+
+
+def test_temporary_refusal_is_retried_with_backoff(setup):
+    handler, db, sender, clock = setup
+    handler.rcpt_answer["teacher1@school.test"] = "451 4.3.0 try later"
+    stats = flush(sender)
+    assert (stats.sent, stats.deferred) == (1, 1)
+    ack = rows(db)["ack"]
+    assert ack.status == "queued" and ack.attempts == 1
+    assert ack.next_attempt_at == NOW + timedelta(minutes=1) and "451" in ack.last_error
+    assert flush(sender).sent == 0  # not due yet
+    handler.rcpt_answer.clear()
+    clock["now"] = NOW + timedelta(minutes=1)
+    assert flush(sender).sent == 1
+    assert rows(db)["ack"].status == "sent"
+
+
+def test_temporary_refusals_give_up_after_max_attempts(setup):
+    handler, db, sender, clock = setup
+    handler.rcpt_answer["teacher1@school.test"] = "451 busy"
+    for minutes in (0, 1, 3):
+        clock["now"] = NOW + timedelta(minutes=minutes)
+        flush(sender)
+    ack = rows(db)["ack"]
+    assert ack.status == "failed" and ack.attempts == 3
+
+
+def test_permanent_refusal_fails_and_is_noted_on_the_ticket(setup):
+    handler, db, sender, clock = setup
+    handler.rcpt_answer["teacher1@school.test"] = "550 5.1.1 no such user"
+    stats = flush(sender)
+    assert (stats.sent, stats.failed) == (1, 1)
+    assert rows(db)["ack"].status == "failed"
+    with transaction(db) as tx:
+        [event] = tx.scalars(select(TicketEvent).where(TicketEvent.action == "mail_failed"))
+        assert "550 5.1.1 no such user" in event.detail and event.ticket_id == 1
+
+
+def test_data_refused_temporarily(setup):
+    handler, db, sender, clock = setup
+    handler.data_answer = "452 4.3.1 insufficient storage"
+    stats = flush(sender)
+    assert stats.sent == 0 and stats.deferred >= 1
+    assert all(r.status == "queued" for r in rows(db).values())
+
+
+def test_server_down_defers_everything(tmp_path, setup):
+    handler, db, sender, clock = setup
+    from dataclasses import replace
+
+    sender.config = replace(sender.config, port=free_port())
+    for transport in sender.transports:
+        transport.config = sender.config
+    stats = flush(sender)
+    assert stats.sent == 0 and stats.deferred >= 1
+    assert all(r.status == "queued" for r in rows(db).values())
+    assert all("cannot connect" in (r.last_error or "cannot connect") for r in rows(db).values())
