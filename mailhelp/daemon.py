@@ -167,7 +167,9 @@ def run_daemon(app: App, stop: threading.Event | None = None) -> None:
                 log.info("action=imap_connected host=%s folder=%s", imap.host, imap.folder)
                 backoff = 1.0
                 while not stop.is_set():
-                    if sync.drain(lambda results: sender.kick()):
+                    # Drain until a pass finds nothing: mail that arrived meanwhile is
+                    # taken now rather than after the next IDLE notification.
+                    while sync.drain(lambda results: sender.kick()) and not stop.is_set():
                         sender.kick()
                     mailbox.wait(imap.idle_restart.total_seconds(), stop.is_set)
             except connection_errors() as error:

@@ -40,6 +40,8 @@ def write_config(tmp_path: Path, database_url: str, mail=None, *, smtp_port: int
             f'host = "{mail.smtp_host}"',
             f"port = {smtp_port or mail.smtp_port}",
             'security = "none"',
+            'username = "help@school.test"',
+            f'password = "{mail.users["help@school.test"]}"',
             'retry_delay = "1s"',
             'timeout = "10s"',
         ]

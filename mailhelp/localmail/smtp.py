@@ -1,0 +1,313 @@
+"""A small aiosmtpd relay that delivers accepted mail into the local users' INBOXes.
+
+Delivery goes to Dovecot over LMTP or, for pymap, by IMAP APPEND as the recipient.
+The relay runs its own event loop in a thread, so sync and async callers can use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import threading
+import weakref
+from collections.abc import Mapping
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._proc import set_nodelay
+
+if TYPE_CHECKING:
+    import asyncio
+    import ssl
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    """Mail could not be put into a mailbox; ``temporary`` means try again later (4xx)."""
+
+    def __init__(self, message: str, *, temporary: bool = True) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
+
+class Delivery(Protocol):
+    """Puts one message into one local user's INBOX (blocking)."""
+
+    def deliver(self, mail_from: str, rcpt: str, data: bytes) -> None: ...
+
+
+class LmtpDelivery:
+    """Deliver over LMTP to a unix socket path or ``host:port`` (Dovecot's lmtp service)."""
+
+    def __init__(self, target: str, timeout: float = 30.0) -> None:
+        self.target = str(target)
+        self.timeout = timeout
+
+    def deliver(self, mail_from: str, rcpt: str, data: bytes) -> None:
+        import smtplib
+
+        host, port = self.target, 0
+        if not host.startswith("/"):
+            host, _, port_text = host.rpartition(":")
+            port = int(port_text)
+        try:
+            lmtp = smtplib.LMTP(host, port, local_hostname="localhost", timeout=self.timeout)
+        except OSError as exc:
+            raise DeliveryError(f"LMTP {self.target} unreachable: {exc}") from exc
+        try:
+            # One recipient per transaction: after DATA, LMTP answers once per recipient
+            # and smtplib reads only the first answer.
+            lmtp.sendmail(mail_from, [rcpt], data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = exc.recipients.get(rcpt, (451, b"refused"))
+            raise DeliveryError(
+                f"LMTP refused {rcpt}: {code} {text!r}", temporary=code < 500
+            ) from exc
+        except smtplib.SMTPResponseException as exc:
+            raise DeliveryError(
+                f"LMTP: {exc.smtp_code} {exc.smtp_error!r}", temporary=exc.smtp_code < 500
+            ) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"LMTP {self.target}: {exc}") from exc
+        finally:
+            try:
+                lmtp.quit()
+            except (smtplib.SMTPException, OSError):
+                lmtp.close()
+
+
+class ImapAppendDelivery:
+    """Deliver by logging in as the recipient and APPENDing to INBOX (for pymap)."""
+
+    def __init__(self, host: str, port: int, users: Mapping[str, str], timeout: float = 30.0):
+        self.host = host
+        self.port = port
+        self.users = dict(users)
+        self.timeout = timeout
+
+    def deliver(self, mail_from: str, rcpt: str, data: bytes) -> None:
+        from imapclient import IMAPClient
+        from imapclient.exceptions import IMAPClientError
+
+        # What an MDA adds, so both server kinds show the same headers.
+        headers = f"Return-Path: <{mail_from}>\r\nDelivered-To: {rcpt}\r\n".encode()
+        body = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")  # IMAP wants CRLF
+        try:
+            client = IMAPClient(self.host, self.port, ssl=False, timeout=self.timeout)
+        except OSError as exc:
+            raise DeliveryError(f"IMAP {self.host}:{self.port} unreachable: {exc}") from exc
+        set_nodelay(client)
+        try:
+            client.login(rcpt, self.users[rcpt])
+            client.append("INBOX", headers + body)
+        except (IMAPClientError, OSError, KeyError) as exc:
+            raise DeliveryError(f"IMAP APPEND for {rcpt} failed: {exc}") from exc
+        finally:
+            try:
+                client.logout()
+            except (IMAPClientError, OSError):
+                client.shutdown()
+
+
+class SmtpRelay:
+    """SMTP server on a loopback port that delivers to local users only.
+
+    * RCPT to another domain or an unknown local user: 550.
+    * AUTH PLAIN/LOGIN with the users' passwords is offered without TLS and optional
+      (``require_auth=False``); a wrong password still gets 535.
+    * ``tls_context`` (optional) enables STARTTLS; it is off by default because aiosmtplib
+      upgrades whenever STARTTLS is offered and would then need the CA file.
+    * A failed delivery answers DATA with 451 (or 554 if permanent).
+    """
+
+    def __init__(
+        self,
+        users: Mapping[str, str],
+        delivery: Delivery,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        hostname: str = "localmail.test",
+        require_auth: bool = False,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.users = {addr.lower(): pw for addr, pw in users.items()}
+        self.domains = {addr.rpartition("@")[2] for addr in self.users}
+        self.delivery = delivery
+        self.host = host
+        self.port = port
+        self.hostname = hostname
+        self.require_auth = require_auth
+        self.tls_context = tls_context
+        self.delivered = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> SmtpRelay:
+        """Listen on ``host:port`` (0 = pick a free port, see ``.port``); returns self."""
+        import asyncio  # lazily: importing mailhelp.localmail stays cheap
+
+        if self._thread is not None:
+            raise RuntimeError("SmtpRelay already started")
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        # Bound here, in the caller's thread, so a busy port raises OSError right away.
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets whose proto
+        # says TCP, and socket.create_server() leaves it 0 -> 40 ms Nagle stall per reply.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(100)
+        except OSError:
+            sock.close()
+            raise
+        self.port = int(sock.getsockname()[1])
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"smtp-relay-{self.port}", daemon=True
+        )
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._serve(sock), self._loop).result(timeout)
+        except BaseException:
+            sock.close()
+            self.stop()
+            raise
+        log.info("SMTP relay listening on %s:%d", self.host, self.port)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the listener and all client connections; join the thread."""
+        import asyncio
+
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+            loop.close()
+            self._loop = self._thread = self._server = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def __enter__(self) -> SmtpRelay:
+        return self.start() if not self.running else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def _serve(self, sock: socket.socket) -> None:
+        import asyncio
+
+        from aiosmtpd.smtp import SMTP
+
+        loop = asyncio.get_running_loop()
+        handler = _Handler(self)
+
+        def factory() -> SMTP:
+            proto = SMTP(
+                handler,
+                hostname=self.hostname,  # else socket.getfqdn(): slow without DNS
+                authenticator=handler.authenticate,
+                auth_required=self.require_auth,
+                auth_require_tls=False,
+                tls_context=self.tls_context,
+                loop=loop,
+            )
+            self._protocols.add(proto)
+            return proto
+
+        self._server = await loop.create_server(factory, sock=sock)
+
+    async def _shutdown(self) -> None:
+        import asyncio
+
+        if self._server is not None:
+            self._server.close()
+        for proto in list(self._protocols):
+            transport = getattr(proto, "transport", None)
+            if transport is not None:
+                transport.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.get_running_loop().shutdown_default_executor()
+
+
+class _Handler:
+    """aiosmtpd hooks: recipient checks, authentication and delivery."""
+
+    def __init__(self, relay: SmtpRelay) -> None:
+        self.relay = relay
+
+    def authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> Any:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        if isinstance(auth_data, LoginPassword):
+            user = auth_data.login.decode("utf-8", "replace").lower()
+            password = auth_data.password.decode("utf-8", "replace")
+            if user in self.relay.users and self.relay.users[user] == password:
+                return AuthResult(success=True, auth_data=user)
+        return AuthResult(success=False, handled=False)  # aiosmtpd answers 535
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:  # noqa: N802
+        addr = address.lower()
+        domain = addr.rpartition("@")[2]
+        if domain not in self.relay.domains:
+            return f"550 5.7.1 <{address}>: relay access denied (not a local domain)"
+        if addr not in self.relay.users:
+            return f"550 5.1.1 <{address}>: user unknown"
+        envelope.rcpt_tos.append(addr)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        import asyncio
+
+        data = envelope.original_content or envelope.content or b""
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogateescape")
+        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+        proto = (
+            "ESMTPA" if session.authenticated else ("ESMTP" if session.extended_smtp else "SMTP")
+        )
+        queue_id = secrets.token_hex(6).upper()
+        received = (
+            f"Received: from {session.host_name or 'unknown'} ([{peer}])\r\n"
+            f"\tby {self.relay.hostname} (mailhelp localmail) with {proto} id {queue_id};\r\n"
+            f"\t{formatdate(localtime=True)}\r\n"
+        ).encode()
+        loop = asyncio.get_running_loop()
+        failures: list[DeliveryError] = []
+        for rcpt in envelope.rcpt_tos:
+            try:
+                await loop.run_in_executor(
+                    None, self.relay.delivery.deliver, envelope.mail_from, rcpt, received + data
+                )
+            except DeliveryError as exc:
+                log.warning("delivery to %s failed: %s", rcpt, exc)
+                failures.append(exc)
+        if failures:
+            if all(not f.temporary for f in failures):
+                return f"554 5.3.0 delivery failed: {failures[0]}"
+            return f"451 4.3.0 delivery failed, try again later: {failures[0]}"
+        self.relay.delivered += len(envelope.rcpt_tos)
+        return f"250 2.0.0 Ok: queued as {queue_id}"
