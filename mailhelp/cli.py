@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("id", type=int, nargs="?", metavar="ID")
 
     demo = commands.add_parser("demo", help="a self-contained walk-through on this machine")
+    demo.add_argument("--imap-server", choices=("auto", "dovecot", "pymap"), default="auto",
+                      help="which local IMAP server to start (auto: Dovecot if installed)")
     demo.add_argument("--keep", action="store_true",
                       help="leave the servers running until Ctrl-C, to look around")
     return parser
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
 
-            return run_demo(keep=args.keep)
+            return run_demo(keep=args.keep, imap_server=args.imap_server)
         from . import config as config_module
 
         config = config_module.load(args.config)
