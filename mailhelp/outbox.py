@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from .config import Config
 from .db.models import Message, Outbox, Ticket
-from .parse import Address
+from .parse import Address, Attachment
+from .storage import safe_filename
 from .templating import render
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class Draft:
     auto_submitted: str = AUTO_REPLIED
     from_name: str = ""
     reply_to: str = ""
+    template: str = ""  # the template's name where it is not the kind's
+    attachments: tuple[Attachment, ...] = ()
 
 
 def subject_tag(config: Config, ticket_id: int) -> str:
@@ -50,7 +53,7 @@ def subject_tag(config: Config, ticket_id: int) -> str:
 
 def compose(config: Config, ticket: Ticket, draft: Draft, now: datetime) -> EmailMessage:
     """Render a draft into a complete message (text and HTML parts, threading headers)."""
-    rendered = render(draft.kind, draft.variables, config.templates.dir)
+    rendered = render(draft.template or draft.kind, draft.variables, config.templates.dir)
     helpdesk = config.helpdesk
     mail = EmailMessage()
     sender = Address(draft.from_name or helpdesk.name, helpdesk.address)
@@ -75,13 +78,24 @@ def compose(config: Config, ticket: Ticket, draft: Draft, now: datetime) -> Emai
     mail["X-Mailhelp-Ticket"] = str(ticket.id)
     mail.set_content(rendered.text)
     mail.add_alternative(rendered.html, subtype="html")
+    for attachment in draft.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        mail.add_attachment(attachment.payload, maintype=maintype or "application",
+                            subtype=subtype or "octet-stream",
+                            filename=safe_filename(attachment.filename))
     return mail
 
 
 def enqueue(
     tx: Session, config: Config, ticket: Ticket, draft: Draft, now: datetime
-) -> Outbox:
+) -> Outbox | None:
     """Compose a draft and record it on the ticket and in the outbox, in ``tx``."""
+    if not draft.to and not draft.cc:
+        log.warning("ticket=%s action=not_sent kind=%s reason=no deliverable recipient",
+                    ticket.id, draft.kind)
+        return None
+    if not draft.to:
+        draft = replace(draft, to=draft.cc[:1], cc=draft.cc[1:])
     mail = compose(config, ticket, draft, now)
     message = Message(
         ticket_id=ticket.id,

@@ -11,10 +11,12 @@ import contextlib
 import hashlib
 import logging
 import re
+import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.errors import HeaderParseError
 from email.headerregistry import Address as _StdAddress
-from email.utils import getaddresses, parseaddr
+from email.utils import formataddr, getaddresses, parseaddr
 
 from .errors import ParseError
 
@@ -30,6 +32,7 @@ KEPT_HEADERS = (
 _MSGID = re.compile(r"<[^<>\s]+>")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _WS = re.compile(r"\s+")
+_DELIVERABLE = re.compile(r"^[^@\s<>(),;:\\\"\[\]]+@[a-z0-9-]+(\.[a-z0-9-]+)+$", re.I)
 
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
@@ -42,7 +45,15 @@ class Address:
     def formatted(self) -> str:
         if not self.name:
             return self.address
-        return str(_StdAddress(display_name=self.name, addr_spec=self.address))
+        try:
+            return str(_StdAddress(display_name=self.name, addr_spec=self.address))
+        except (ValueError, IndexError, HeaderParseError):
+            return formataddr((self.name, self.address))
+
+    @property
+    def deliverable(self) -> bool:
+        """Can mail be sent to it (one @, a dotted domain, nothing odd)?"""
+        return bool(_DELIVERABLE.match(self.address))
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,7 @@ class Inbound:
     headers: dict[str, tuple[str, ...]] = field(repr=False)
     size: int = 0
     sha256: str = ""
+    html_only: bool = False  # text was made from the HTML part
     defects: tuple[str, ...] = ()
 
     def header(self, name: str) -> str:
@@ -129,7 +141,8 @@ def parse(raw: bytes) -> Inbound:
         senders = _addresses(message.get_all("sender") or []) or (Address("", ""),)
     text = "\n".join(p for p in plain if p)
     html = "\n".join(p for p in htmls if p)
-    if not text.strip() and html:
+    html_only = not text.strip() and bool(html)
+    if html_only:
         text = html_to_text(html)
     return Inbound(
         message_id=_message_id(message.get("message-id"), original),
@@ -148,6 +161,7 @@ def parse(raw: bytes) -> Inbound:
         size=len(original),
         sha256=hashlib.sha256(original).hexdigest(),
         defects=tuple(sorted(defects)),
+        html_only=html_only,
     )
 
 
@@ -182,7 +196,8 @@ def html_to_text(html: str) -> str:
     from inscriptis import get_text  # deferred: lxml is slow to import
 
     try:
-        return get_text(html).strip("\n")
+        text = get_text(html)
+        return textwrap.dedent("\n".join(line.rstrip() for line in text.split("\n"))).strip("\n")
     except Exception:  # inscriptis/lxml reject some broken documents
         return _WS.sub(" ", re.sub(r"<[^>]*>", " ", html)).strip()
 
@@ -216,7 +231,7 @@ def _first_id(value: object) -> str:
 def _addresses(values: list) -> tuple[Address, ...]:
     result = []
     for name, address in getaddresses([_header_text(v) for v in values]):
-        address = _CONTROL.sub("", address).strip().lower()
+        address = _CONTROL.sub("", address).strip().lower().rstrip(".")
         if "@" not in address:
             continue
         name = _one_line(name).encode("utf-8", "replace").decode("utf-8")

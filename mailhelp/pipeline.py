@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 # raw_messages.state after processing, by workflow action.
 STATE_OF = {"new_ticket": "processed", "reply": "processed", "recorded": "processed",
+            "staff_reply": "processed",
             "duplicate": "duplicate", "ignored": "ignored"}
 DONE_STATES = ("processed", "duplicate", "ignored")
 

@@ -14,8 +14,8 @@ from .errors import TemplateError
 
 BUNDLED = Path(__file__).with_name("templates")
 
-# Every kind of mail and the variables its templates see (documented in README.md).
-KINDS = ("ack", "notification")
+# Every template pair and what it is for (the variables are documented in README.md).
+KINDS = ("ack", "notification", "relay", "resolved", "command_error")
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,16 @@ def find_ticket(
     return None
 
 
+_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs|r|ref)\s*(\[\d+\])?\s*:\s*)+", re.I)
+
+
+def ticket_subject(subject: str, subject_tag: str) -> str:
+    """A new ticket's subject: without other tickets' tags and reply prefixes."""
+    cleaned = tag_pattern(subject_tag).sub("", subject)
+    cleaned = _REPLY_PREFIX.sub("", " ".join(cleaned.split()))
+    return cleaned.strip() or "(no subject)"
+
+
 def plus_ticket(inbound: Inbound, help_address: str) -> int | None:
     local, _, domain = help_address.lower().partition("@")
     pattern = re.compile(re.escape(local) + r"\+(\d{1,9})@" + re.escape(domain) + "$")

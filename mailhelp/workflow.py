@@ -1,12 +1,13 @@
 """Apply one incoming message to the help desk: the only place ticket state changes.
 
 Everything runs inside the caller's transaction, which also holds the outbox
-rows for the mail the change causes; the caller commits once.
+rows for the mail the change causes (notices.py); the caller commits once.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,21 +16,28 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import classify as verdicts
+from . import commands, notices
 from .config import Config
 from .db.models import Attachment, Message, Participant, Person, RawMessage, Ticket, TicketEvent
-from .outbox import AUTO_GENERATED, AUTO_REPLIED, Draft, enqueue, subject_tag
 from .parse import Address, Inbound
+from .quoting import new_text_of
 from .storage import AttachmentStore, safe_filename
-from .threading import find_ticket, is_help_address
+from .threading import find_ticket, is_help_address, ticket_subject
 
 log = logging.getLogger(__name__)
+
+CLOSED_STATES = ("resolved", "closed")
+_THANKS = re.compile(r"\b(thanks?|thank you|thx|ty|cheers|danke|merci|gracias|grazie|"
+                     r"tack|dank|perfect|great|awesome|works( now)?|fixed)\b", re.I)
+_NOT_THANKS = re.compile(r"\?|\b(not|still|but|again|no longer|doesn'?t|isn'?t|won'?t|"
+                         r"nicht|noch)\b", re.I)
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one message: for the log, the raw row and the source."""
 
-    action: str  # new_ticket | reply | duplicate | ignored
+    action: str  # new_ticket | reply | staff_reply | recorded | duplicate | ignored
     ticket_id: int | None = None
     detail: str = ""
 
@@ -46,6 +54,8 @@ def apply(tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, now: dat
     if tx.scalar(select(Message.id).where(Message.message_id == inbound.message_id)) is not None:
         return Outcome("duplicate", detail="Message-ID already recorded")
     verdict = verdicts.classify(inbound, config.helpdesk.address)
+    if verdict.kind in (verdicts.LOOP, verdicts.SPAM):
+        return Outcome("ignored", detail=verdict.reason)
     match = find_ticket(inbound, lambda ids: _ticket_of_ids(tx, ids),
                         config.helpdesk.subject_tag, config.helpdesk.address)
     ticket = tx.get(Ticket, match.ticket_id) if match else None
@@ -55,118 +65,183 @@ def apply(tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, now: dat
         log.warning("ticket=%s message=%s action=refuse_join sender=%s reason=%s", ticket.id,
                     inbound.message_id, inbound.sender.address, match.reason)
         ticket = None
-    if verdict.kind == verdicts.LOOP or verdict.kind == verdicts.SPAM:
-        return Outcome("ignored", detail=verdict.reason)
     if verdict.automatic:
         if ticket is None:
             return Outcome("ignored", detail=verdict.reason)
         kind = "bounce" if verdict.kind == verdicts.BOUNCE else "note"
-        _record(tx, ctx, ticket, inbound, raw, kind, match.reason, now)
+        _record(tx, ctx, ticket, inbound, raw, kind, match.reason, inbound.text, now)
         _event(tx, ticket, now, inbound.sender.address, f"received_{verdict.kind}", verdict.reason)
         return Outcome("recorded", ticket.id, verdict.reason)
-    if ticket is not None:
-        return _reply(tx, ctx, ticket, inbound, raw, match.reason, now)
-    return _new_ticket(tx, ctx, inbound, raw, now)
+    if ticket is None:
+        return _new_ticket(tx, ctx, inbound, raw, now)
+    if config.staff.is_staff(inbound.sender.address):
+        return _staff_reply(tx, ctx, ticket, inbound, raw, match.reason, now)
+    if ticket.status == "closed" and ticket.closed_at is not None \
+            and now - ticket.closed_at > config.lifecycle.auto_close_after:
+        # Long closed: a new problem deserves a new ticket; it names the old one.
+        return _new_ticket(tx, ctx, inbound, raw, now, linked=ticket)
+    return _requester_reply(tx, ctx, ticket, inbound, raw, match.reason, now)
 
 
-def _new_ticket(
-    tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, now: datetime
-) -> Outcome:
+def _new_ticket(tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, now: datetime,
+                linked: Ticket | None = None) -> Outcome:
     config = ctx.config
     requester = person(tx, inbound.sender, now)
-    ticket = Ticket(
-        subject=inbound.subject or "(no subject)",
-        status="new",
-        priority="normal",
-        requester_id=requester.id,
-        created_at=now,
-        updated_at=now,
-    )
+    subject = ticket_subject(inbound.subject, config.helpdesk.subject_tag)
+    ticket = Ticket(subject=subject, status="new", priority="normal",
+                    requester_id=requester.id, created_at=now, updated_at=now,
+                    linked_ticket_id=linked.id if linked else None)
     tx.add(ticket)
     tx.flush()
     for colleague in inbound.cc:
         if is_help_address(colleague.address, config.helpdesk.address):
             continue
-        if config.staff.is_staff(colleague.address) or colleague.address == requester.address:
+        if config.staff.is_staff(colleague.address):
             continue
         add_participant(tx, ticket, person(tx, colleague, now), now)
-    message = _record(tx, ctx, ticket, inbound, raw, "request", "", now)
-    _event(tx, ticket, now, requester.address, "created", "")
-    variables = _variables(ctx, ticket, message)
-    enqueue(tx, config, ticket, Draft(
-        kind="ack",
-        to=(Address(requester.name, requester.address),),
-        variables=variables,
-        in_reply_to=inbound.message_id,
-        references=inbound.references,
-        auto_submitted=AUTO_REPLIED,
-    ), now)
-    for address in config.staff.addresses:
-        if address == requester.address:
-            continue
-        enqueue(tx, config, ticket, Draft(
-            kind="notification",
-            to=(Address("", address),),
-            variables=variables,
-            in_reply_to=inbound.message_id,
-            references=inbound.references,
-            auto_submitted=AUTO_GENERATED,
-            from_name=f"{requester.name or requester.address} via {config.helpdesk.name}",
-            reply_to=config.helpdesk.address,
-        ), now)
-    log.info("ticket=%s message=%s action=new_ticket requester=%s", ticket.id,
-             inbound.message_id, requester.address)
+    _record(tx, ctx, ticket, inbound, raw, "request", "", inbound.text, now)
+    _event(tx, ticket, now, requester.address, "created",
+           f"continues #{linked.id}" if linked else "")
+    notices.ack(tx, config, ticket, inbound, now)
+    notices.staff_notification(tx, config, ticket, inbound, inbound.text, "new",
+                               config.staff.addresses, now)
+    log.info("ticket=%s message=%s action=new_ticket requester=%s%s", ticket.id,
+             inbound.message_id, requester.address, f" linked={linked.id}" if linked else "")
     return Outcome("new_ticket", ticket.id)
 
 
-def _reply(
-    tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: RawMessage, reason: str,
-    now: datetime,
-) -> Outcome:
-    staff = ctx.config.staff.is_staff(inbound.sender.address)
-    kind = "staff_reply" if staff else "reply"
-    _record(tx, ctx, ticket, inbound, raw, kind, reason, now)
+def _requester_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound,
+                     raw: RawMessage, reason: str, now: datetime) -> Outcome:
+    config = ctx.config
+    text = new_text_of(inbound)
+    _record(tx, ctx, ticket, inbound, raw, "reply", reason, text, now)
     ticket.updated_at = now
-    log.info("ticket=%s message=%s action=%s thread=%s", ticket.id, inbound.message_id, kind,
+    if ticket.status in CLOSED_STATES and is_thanks(new_text_of(inbound, signature=False)):
+        # "Thanks, works now!" on a resolved ticket is no reason to reopen it.
+        _event(tx, ticket, now, inbound.sender.address, "thanks", "")
+        log.info("ticket=%s message=%s action=thanks thread=%s", ticket.id,
+                 inbound.message_id, reason)
+        return Outcome("reply", ticket.id, "thanks")
+    if ticket.status != "open":
+        _set_status(tx, ticket, "open", inbound.sender.address, now)
+    recipients = [ticket.assignee.address] if ticket.assignee else list(config.staff.addresses)
+    notices.staff_notification(tx, config, ticket, inbound, text, "reply", recipients, now,
+                               attachments=inbound.attachments)
+    log.info("ticket=%s message=%s action=reply thread=%s", ticket.id, inbound.message_id,
              reason)
     return Outcome("reply", ticket.id, reason)
 
 
-def _record(
-    tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: RawMessage, kind: str,
-    reason: str, now: datetime,
-) -> Message:
+def _staff_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: RawMessage,
+                 reason: str, now: datetime) -> Outcome:
+    config = ctx.config
+    parsed = commands.parse(new_text_of(inbound))
+    actor = inbound.sender.address
+    if parsed.error:
+        return _command_failed(tx, ctx, ticket, inbound, raw, reason, parsed.error, now)
+    effects = commands.Effects()
+    savepoint = tx.begin_nested()
+    env = _command_env(tx, ctx, ticket, actor, now)
+    for command in parsed.commands:
+        problem = commands.run(command, env, effects)
+        if problem:
+            # All or nothing: what the earlier lines changed is undone.
+            savepoint.rollback()
+            tx.expire(ticket)
+            return _command_failed(tx, ctx, ticket, inbound, raw, reason, problem, now)
+    savepoint.commit()
+    internal = parsed.internal
+    kind = "note" if internal else "staff_reply"
+    _record(tx, ctx, ticket, inbound, raw, kind, reason, parsed.text, now)
+    relayed = not internal and (parsed.text.strip() or inbound.attachments)
+    if relayed:
+        notices.relay(tx, config, ticket, inbound, parsed.text, now)
+        if ticket.first_response_at is None:
+            ticket.first_response_at = now
+        if ticket.assignee_id is None:
+            ticket.assignee_id = person(tx, inbound.sender, now).id
+            _event(tx, ticket, now, actor, "assigned", actor)
+        if not effects.status_set:
+            _set_status(tx, ticket, "pending", actor, now)
+    if effects.resolved:
+        notices.status_notice(tx, config, ticket, "resolved", now)
+    ticket.updated_at = now
+    log.info("ticket=%s message=%s action=%s thread=%s relayed=%s commands=%s", ticket.id,
+             inbound.message_id, kind, reason, "yes" if relayed else "no",
+             ",".join(c.name for c in parsed.commands) or "-")
+    return Outcome("staff_reply", ticket.id, reason)
+
+
+def _command_failed(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound,
+                    raw: RawMessage, reason: str, error: str, now: datetime) -> Outcome:
+    """Nothing is relayed or changed; the staff member is told which line was wrong."""
+    _record(tx, ctx, ticket, inbound, raw, "note", reason, inbound.text, now)
+    _event(tx, ticket, now, inbound.sender.address, "command_error", error)
+    notices.command_error(tx, ctx.config, ticket, inbound, error, commands.usage(), now)
+    log.warning("ticket=%s message=%s action=command_error error=%s", ticket.id,
+                inbound.message_id, error)
+    return Outcome("staff_reply", ticket.id, f"command error: {error}")
+
+
+def _command_env(tx: Session, ctx: Context, ticket: Ticket, actor: str,
+                 now: datetime) -> commands.Env:
+    def add(address: str) -> None:
+        add_participant(tx, ticket, person(tx, Address("", address), now), now, actor)
+
+    def remove(address: str) -> bool:
+        for participant in ticket.participants:
+            if participant.person.address == address:
+                ticket.participants.remove(participant)
+                _event(tx, ticket, now, actor, "participant_removed", address)
+                return True
+        return False
+
+    def assign(address: str) -> None:
+        ticket.assignee_id = person(tx, Address("", address), now).id
+        _event(tx, ticket, now, actor, "assigned", address)
+
+    return commands.Env(
+        tx=tx, ticket=ticket, actor=actor, now=now, is_staff=ctx.config.staff.is_staff,
+        set_status=lambda status: _set_status(tx, ticket, status, actor, now),
+        add_participant=add, remove_participant=remove, assign=assign)
+
+
+def _set_status(tx: Session, ticket: Ticket, status: str, actor: str, now: datetime) -> None:
+    if ticket.status == status:
+        return
+    _event(tx, ticket, now, actor, "status", f"{ticket.status} -> {status}")
+    ticket.status = status
+    if status == "resolved":
+        ticket.resolved_at = now
+    elif status == "closed":
+        ticket.closed_at = now
+        ticket.resolved_at = ticket.resolved_at or now
+    else:
+        ticket.resolved_at = ticket.closed_at = None
+
+
+def is_thanks(text: str) -> bool:
+    """A reply that only says thank you: a few words, thanks in them, no complaint."""
+    words = re.findall(r"\w+", text)
+    return 0 < len(words) <= 12 and bool(_THANKS.search(text)) and not _NOT_THANKS.search(text)
+
+
+def _record(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: RawMessage,
+            kind: str, reason: str, text: str, now: datetime) -> Message:
     message = Message(
-        ticket_id=ticket.id,
-        direction="in",
-        kind=kind,
-        message_id=inbound.message_id,
-        in_reply_to=inbound.in_reply_to,
-        references=list(inbound.references),
-        from_address=inbound.sender.address,
-        from_name=inbound.sender.name,
-        to=[a.address for a in inbound.to],
-        cc=[a.address for a in inbound.cc],
-        subject=inbound.subject,
-        date=inbound.date,
-        text=inbound.text,
-        body=inbound.text,
-        thread_reason=reason,
-        raw_id=raw.id,
-        created_at=now,
-    )
+        ticket_id=ticket.id, direction="in", kind=kind, message_id=inbound.message_id,
+        in_reply_to=inbound.in_reply_to, references=list(inbound.references),
+        from_address=inbound.sender.address, from_name=inbound.sender.name,
+        to=[a.address for a in inbound.to], cc=[a.address for a in inbound.cc],
+        subject=inbound.subject, date=inbound.date, text=text, body=inbound.text,
+        thread_reason=reason, raw_id=raw.id, created_at=now)
     tx.add(message)
     tx.flush()
     for found in inbound.attachments:
         digest = ctx.store.put(found.payload)
-        tx.add(Attachment(
-            message_id=message.id,
-            filename=safe_filename(found.filename),
-            content_type=found.content_type[:255],
-            size=found.size,
-            sha256=digest,
-            content_id=found.content_id[:998],
-        ))
+        tx.add(Attachment(message_id=message.id, filename=safe_filename(found.filename),
+                          content_type=found.content_type[:255], size=found.size,
+                          sha256=digest, content_id=found.content_id[:998]))
     raw.ticket_id = ticket.id
     return message
 
@@ -183,11 +258,12 @@ def person(tx: Session, address: Address, now: datetime) -> Person:
     return found
 
 
-def add_participant(tx: Session, ticket: Ticket, who: Person, now: datetime) -> None:
+def add_participant(tx: Session, ticket: Ticket, who: Person, now: datetime,
+                    actor: str | None = None) -> None:
     if who.id == ticket.requester_id or any(p.person_id == who.id for p in ticket.participants):
         return
-    ticket.participants.append(Participant(person_id=who.id, added_at=now))
-    _event(tx, ticket, now, who.address, "participant_added", "")
+    ticket.participants.append(Participant(person_id=who.id, person=who, added_at=now))
+    _event(tx, ticket, now, actor or who.address, "participant_added", who.address)
 
 
 def _may_join(ctx: Context, ticket: Ticket, sender: Address) -> bool:
@@ -200,9 +276,8 @@ def _may_join(ctx: Context, ticket: Ticket, sender: Address) -> bool:
 
 def _ticket_of_ids(tx: Session, ids: Iterable[str]) -> int | None:
     ids = list(ids)
-    rows = tx.execute(select(Message.message_id, Message.ticket_id)
-                      .where(Message.message_id.in_(ids))).all()
-    by_id = dict(rows)
+    by_id = dict(tx.execute(select(Message.message_id, Message.ticket_id)
+                            .where(Message.message_id.in_(ids))).all())
     for message_id in ids:
         if message_id in by_id:
             return by_id[message_id]
@@ -212,22 +287,3 @@ def _ticket_of_ids(tx: Session, ids: Iterable[str]) -> int | None:
 def _event(tx: Session, ticket: Ticket, now: datetime, actor: str, action: str,
            detail: str) -> None:
     tx.add(TicketEvent(ticket_id=ticket.id, at=now, actor=actor, action=action, detail=detail))
-
-
-def _variables(ctx: Context, ticket: Ticket, message: Message) -> dict:
-    config = ctx.config
-    return {
-        "helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
-        "tag": subject_tag(config, ticket.id),
-        "ticket": {"id": ticket.id, "subject": ticket.subject, "status": ticket.status,
-                   "priority": ticket.priority},
-        "requester": {"name": ticket.requester.name, "address": ticket.requester.address},
-        "participants": [p.person.address for p in ticket.participants],
-        "message": {
-            "subject": message.subject,
-            "text": message.text,
-            "from": message.from_address,
-            "attachments": [{"filename": a.filename, "content_type": a.content_type,
-                             "size": a.size} for a in message.attachments],
-        },
-    }

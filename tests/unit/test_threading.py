@@ -9,6 +9,7 @@ from mailhelp.threading import (
     SUBJECT_TAG,
     find_ticket,
     is_help_address,
+    ticket_subject,
 )
 
 HELP = "help@school.test"
@@ -63,6 +64,17 @@ def test_plus_address():
 
 def test_no_match():
     assert find_ticket(inbound(), never, "#{id}", HELP) is None
+
+
+@pytest.mark.parametrize(("subject", "expected"), [
+    ("Re: [#1] Gradebook password", "Gradebook password"),
+    ("AW: RE: Printer [Ticket #4]", "Printer"),
+    ("Fwd: Printer", "Fwd: Printer"),
+    ("[#3]", "(no subject)"),
+    ("Projector in room 12", "Projector in room 12"),
+])
+def test_ticket_subject(subject, expected):
+    assert ticket_subject(subject, "#{id}") == expected
 
 
 def test_help_address_forms():

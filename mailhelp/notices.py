@@ -1,0 +1,162 @@
+"""The mail each ticket change causes, as drafts enqueued in the caller's transaction.
+
+workflow.py decides *that* a mail goes out; this module knows *what* it looks like:
+who receives it, which template, how it threads into the reader's conversation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .config import Config
+from .db.models import Message, Ticket
+from .outbox import AUTO_GENERATED, AUTO_REPLIED, Draft, enqueue, subject_tag
+from .parse import Address, Attachment, Inbound
+
+log = logging.getLogger(__name__)
+
+# What the requester and participants see of a ticket: their conversation.
+PUBLIC_KINDS = ("request", "reply", "ack", "relay", "status", "reminder", "survey")
+
+
+def public_recipients(ticket: Ticket) -> tuple[Address, ...]:
+    people = [ticket.requester, *(p.person for p in ticket.participants)]
+    found = (Address(p.name, p.address) for p in people)
+    return tuple(a for a in found if a.deliverable)
+
+
+def conversation(tx: Session, ticket: Ticket, kinds: Sequence[str] = PUBLIC_KINDS
+                 ) -> tuple[str, tuple[str, ...]]:
+    """(In-Reply-To, References) that put a new mail at the end of a conversation.
+
+    References keep the first message and the latest ones, as RFC 5322 suggests
+    for long threads, so every client finds the thread.
+    """
+    ids = list(tx.scalars(select(Message.message_id)
+                          .where(Message.ticket_id == ticket.id, Message.kind.in_(kinds))
+                          .order_by(Message.id)))
+    if not ids:
+        return "", ()
+    references = ids if len(ids) <= 20 else [ids[0], *ids[-19:]]
+    return ids[-1], tuple(references)
+
+
+def variables(config: Config, ticket: Ticket, **extra) -> dict:
+    base = {
+        "helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
+        "tag": subject_tag(config, ticket.id),
+        "ticket": {"id": ticket.id, "subject": ticket.subject, "status": ticket.status,
+                   "priority": ticket.priority,
+                   "linked_ticket": ticket.linked_ticket_id},
+        "linked_tag": subject_tag(config, ticket.linked_ticket_id) if ticket.linked_ticket_id
+        else "",
+        "requester": {"name": ticket.requester.name, "address": ticket.requester.address},
+        "participants": [p.person.address for p in ticket.participants],
+    }
+    base.update(extra)
+    return base
+
+
+def message_variables(inbound: Inbound, text: str) -> dict:
+    return {
+        "subject": inbound.subject,
+        "text": text,
+        "from": inbound.sender.address,
+        "from_name": inbound.sender.name or inbound.sender.address,
+        "attachments": [{"filename": a.filename, "content_type": a.content_type,
+                         "size": a.size} for a in inbound.attachments],
+    }
+
+
+def ack(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, now: datetime) -> None:
+    if not inbound.sender.deliverable:
+        log.warning("ticket=%s message=%s action=no_ack reason=undeliverable sender=%r",
+                    ticket.id, inbound.message_id, inbound.sender.address)
+        return
+    enqueue(tx, config, ticket, Draft(
+        kind="ack",
+        to=(Address(ticket.requester.name, ticket.requester.address),),
+        variables=variables(config, ticket, message=message_variables(inbound, inbound.text)),
+        in_reply_to=inbound.message_id,
+        references=inbound.references,
+        auto_submitted=AUTO_REPLIED,
+    ), now)
+
+
+def staff_notification(tx: Session, config: Config, ticket: Ticket, inbound: Inbound,
+                       text: str, event: str, recipients: Sequence[str], now: datetime,
+                       attachments: Sequence[Attachment] = ()) -> None:
+    """Tell staff about a new ticket (``event="new"``) or a requester's reply."""
+    sender = inbound.sender.name or inbound.sender.address
+    for address in recipients:
+        if address == inbound.sender.address:
+            continue
+        enqueue(tx, config, ticket, Draft(
+            kind="notification",
+            to=(Address("", address),),
+            variables=variables(config, ticket, event=event,
+                                message=message_variables(inbound, text)),
+            in_reply_to=inbound.message_id,
+            references=(*inbound.references[-10:], inbound.message_id),
+            auto_submitted=AUTO_GENERATED,
+            from_name=f"{sender} via {config.helpdesk.name}",
+            reply_to=config.helpdesk.address,
+            attachments=tuple(attachments),
+        ), now)
+
+
+def relay(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, text: str,
+          now: datetime) -> None:
+    """A staff member's answer, to the requester and participants, from the help address."""
+    in_reply_to, references = conversation(tx, ticket)
+    staff_name = inbound.sender.name or inbound.sender.address.split("@")[0]
+    enqueue(tx, config, ticket, Draft(
+        kind="relay",
+        to=public_recipients(ticket)[:1],
+        cc=public_recipients(ticket)[1:],
+        variables=variables(config, ticket, staff={"name": staff_name,
+                                                   "address": inbound.sender.address},
+                            message=message_variables(inbound, text)),
+        in_reply_to=in_reply_to,
+        references=references,
+        auto_submitted=AUTO_GENERATED,
+        from_name=f"{staff_name} via {config.helpdesk.name}",
+        attachments=inbound.attachments,
+    ), now)
+
+
+def status_notice(tx: Session, config: Config, ticket: Ticket, kind_of_notice: str,
+                  now: datetime) -> None:
+    """A short templated notice to the requester and participants (e.g. ``resolved``)."""
+    in_reply_to, references = conversation(tx, ticket)
+    recipients = public_recipients(ticket)
+    enqueue(tx, config, ticket, Draft(
+        kind="status",
+        template=kind_of_notice,
+        to=recipients[:1],
+        cc=recipients[1:],
+        variables=variables(config, ticket),
+        in_reply_to=in_reply_to,
+        references=references,
+        auto_submitted=AUTO_GENERATED,
+    ), now)
+
+
+def command_error(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, error: str,
+                  usage: list[str], now: datetime) -> None:
+    enqueue(tx, config, ticket, Draft(
+        kind="notification",
+        template="command_error",
+        to=(inbound.sender,),
+        variables=variables(config, ticket, error=error, commands=usage,
+                            message=message_variables(inbound, inbound.text)),
+        in_reply_to=inbound.message_id,
+        references=(*inbound.references[-10:], inbound.message_id),
+        auto_submitted=AUTO_REPLIED,
+    ), now)
+
