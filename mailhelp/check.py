@@ -36,6 +36,11 @@ def run_checks(config: Config) -> Iterator[CheckResult]:
         yield CheckResult("smtp", False, "no [smtp] section: no mail can be sent")
     if not config.staff.addresses and not config.staff.domains:
         yield CheckResult("staff", True, "no staff addresses: nobody is notified", True)
+    if not config.authentication.trusted_authserv_ids:
+        policy = config.authentication.unauthenticated_staff
+        yield CheckResult("auth", True, "no [authentication] trusted_authserv_ids: staff mail "
+                          + ("is trusted on its From: line alone" if policy == "trust"
+                             else "is always kept as an unverified note"), True)
     for name, check in checks:
         try:
             yield CheckResult(name, True, check(config))
@@ -72,8 +77,7 @@ def _imap(config: Config) -> str:
     where = f"{imap.username} at {imap.host}:{imap.port} ({imap.security})"
     try:
         status = mailbox.connect()
-        missing = [f for f in (imap.processed_folder, imap.failed_folder)
-                   if not mailbox.client.folder_exists(f)]
+        missing = [f for f in imap.folders if not mailbox.client.folder_exists(f)]
         capabilities = [c for c in ("IDLE", "MOVE", "UIDPLUS")
                         if mailbox.client.has_capability(c)]
     except connection_errors() as error:
@@ -119,10 +123,12 @@ def _templates(config: Config) -> str:
         "staff": {"name": "Sam Tech", "address": "tech@example.org"},
         "error": "#asign tech@example.org: unknown command",
         "commands": ["#resolve  resolve; the requester is told"],
+        "reason": "dmarc=fail",
         "requester": {"name": "Jane Teacher", "address": "teacher@example.org"},
         "participants": ["colleague@example.org"],
         "message": {"subject": "Projector in room 12", "text": "It does not turn on.",
                     "from": "teacher@example.org", "from_name": "Jane Teacher",
+                    "dropped": [{"filename": "video.mp4", "size": 31457280}],
                     "attachments": [{"filename": "photo.jpg", "content_type": "image/jpeg",
                                      "size": 1234}]},
     }

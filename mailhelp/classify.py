@@ -22,7 +22,14 @@ _AUTO_SUBJECT = re.compile(
     r"|abwesenheitsnotiz|r[ée]ponse automatique|fuera de la oficina|autosvar)\b",
     re.I,
 )
-_BOUNCE_SENDER = re.compile(r"^(mailer-daemon|postmaster|mail-daemon)@", re.I)
+_BOUNCE_SENDER = re.compile(r"^(mailer[-_]?daemon|post[-_]?master|mail[-_]?daemon|"
+                            r"mail[-_]?delivery[-_]?(subsystem|system)?|bounces?)(@|$)", re.I)
+_BOUNCE_SUBJECT = re.compile(
+    r"^\s*(undeliver(ed|able)|delivery (status notification|failure|has failed|report)|"
+    r"mail delivery (failed|failure|system)|returned mail|failure notice|"
+    r"(message|mail) (not delivered|delivery failure)|non[- ]?delivery|"
+    r"unzustellbar|nicht zustellbar|warning: could not send|delayed mail|"
+    r"mail system error|could not send message)", re.I)
 
 
 @dataclass(frozen=True)
@@ -35,13 +42,15 @@ class Verdict:
         return self.kind != HUMAN
 
 
-def classify(inbound: Inbound, help_address: str) -> Verdict:
+def classify(inbound: Inbound, help_address: str, spam_header: str = "x-spam-score",
+             spam_threshold: float = 5.0) -> Verdict:
     """The first rule that matches decides; the reason names it."""
     for rule in RULES:
         verdict = rule(inbound, help_address.lower())
         if verdict:
             return verdict
-    return Verdict(HUMAN, "no automatic marks")
+    return _spam_score(inbound, spam_header.lower(), spam_threshold) or \
+        Verdict(HUMAN, "no automatic marks")
 
 
 def _own_mail(inbound: Inbound, help_address: str) -> Verdict | None:
@@ -54,16 +63,29 @@ def _own_mail(inbound: Inbound, help_address: str) -> Verdict | None:
     return None
 
 
-def _bounce(inbound: Inbound, _help: str) -> Verdict | None:
+def _report(inbound: Inbound, _help: str) -> Verdict | None:
     content_type = inbound.header("content-type").lower()
     if "multipart/report" in content_type and "delivery-status" in content_type:
         return Verdict(BOUNCE, "delivery status notification (multipart/report)")
-    if inbound.header("return-path").strip() == "<>":
-        return Verdict(BOUNCE, "null return path")
-    if _BOUNCE_SENDER.match(inbound.sender.address):
-        return Verdict(BOUNCE, f"sent by {inbound.sender.address}")
     if inbound.header("x-failed-recipients"):
         return Verdict(BOUNCE, "X-Failed-Recipients header")
+    if "multipart/report" in content_type and "feedback-report" in content_type:
+        return Verdict(AUTO_REPLY, "abuse feedback report (ARF)")
+    if "multipart/report" in content_type and "disposition-notification" in content_type:
+        return Verdict(AUTO_REPLY, "read receipt (MDN)")
+    return None
+
+
+def _bounce(inbound: Inbound, _help: str) -> Verdict | None:
+    # Weaker signs, checked after the auto-reply marks: RFC 3834 asks auto-replies
+    # to use a null return path too.
+    sender = inbound.sender
+    if _BOUNCE_SENDER.match(sender.address) or _BOUNCE_SENDER.match(sender.name):
+        return Verdict(BOUNCE, f"sent by {sender.address or sender.name}")
+    if _BOUNCE_SUBJECT.match(inbound.subject):
+        return Verdict(BOUNCE, "delivery-failure subject")
+    if inbound.header("return-path").strip() == "<>":
+        return Verdict(BOUNCE, "null return path")
     return None
 
 
@@ -91,7 +113,20 @@ def _auto_reply(inbound: Inbound, _help: str) -> Verdict | None:
 def _spam(inbound: Inbound, _help: str) -> Verdict | None:
     if inbound.header("x-spam-flag").strip().upper() == "YES":
         return Verdict(SPAM, "X-Spam-Flag: YES")
+    if inbound.header("x-spam-status").strip().lower().startswith("yes"):
+        return Verdict(SPAM, "X-Spam-Status: Yes")
     return None
 
 
-RULES = (_own_mail, _bounce, _auto_reply, _spam)
+_SCORE = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+
+def _spam_score(inbound: Inbound, header: str, threshold: float) -> Verdict | None:
+    # "7.3", "7.3 / 5.0" (rspamd) or "score=7.3 required=5.0" all start with the score.
+    found = _SCORE.search(inbound.header(header))
+    if found and float(found.group(0)) >= threshold:
+        return Verdict(SPAM, f"{header} {found.group(0)} >= {threshold:g}")
+    return None
+
+
+RULES = (_own_mail, _report, _auto_reply, _bounce, _spam)

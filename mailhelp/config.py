@@ -7,6 +7,7 @@ schema, so adding a key is adding a field (and a line in config.example.toml).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tomllib
 import types
@@ -19,6 +20,19 @@ from .durations import parse_duration
 from .errors import ConfigError
 
 SECURITY_MODES = ("tls", "starttls", "none")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?\s*$", re.I)
+
+
+class ByteSize(int):
+    """A size in bytes, written in the config as 25MB, 512KB, 1GB or plain bytes."""
+
+
+def parse_size(text: str) -> ByteSize:
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size (write 25MB, 512KB or 1GB)")
+    factor = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
+    return ByteSize(int(float(match.group(1)) * factor))
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -83,6 +97,7 @@ class ImapConfig:
     folder: str = "INBOX"
     processed_folder: str = "mailhelp/processed"
     failed_folder: str = "mailhelp/failed"
+    spam_folder: str = "mailhelp/spam"
     ca_file: str = ""
     tls_verify: bool = True
     timeout: timedelta = timedelta(seconds=30)
@@ -91,6 +106,11 @@ class ImapConfig:
     poll_interval: timedelta = timedelta(seconds=30)
     # IDLE is re-issued this often: well inside the 29 minutes of RFC 2177.
     idle_restart: timedelta = timedelta(minutes=9)
+
+    @property
+    def folders(self) -> tuple[str, ...]:
+        """The folders mailhelp files mail into (created by ``mailhelp init``)."""
+        return (self.processed_folder, self.failed_folder, self.spam_folder)
 
 
 @dataclass(frozen=True)
@@ -134,6 +154,39 @@ class LifecycleConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    # Automatic mail (acknowledgements, notices, reminders, surveys) to one address and
+    # on one ticket within an hour; above this it is recorded and not sent. Two help
+    # desks answering each other stop after a handful of mails.
+    auto_mails_per_address: int = 5
+    auto_mails_per_ticket: int = 10
+    # After a bounce, no automatic mail goes to that address for this long.
+    bounce_suppression: timedelta = timedelta(days=1)
+    # A larger message still makes a ticket; its attachments over the second limit are
+    # dropped, with a note to staff and a line to the requester.
+    max_message_size: ByteSize = ByteSize(25 * 1024 * 1024)
+    max_attachment_size: ByteSize = ByteSize(10 * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class SpamConfig:
+    # Mail the receiving server flagged (X-Spam-Flag: YES, or a score at or above the
+    # threshold in this header) goes to [imap] spam_folder with no ticket.
+    score_header: str = "X-Spam-Score"
+    score_threshold: float = 5.0
+
+
+@dataclass(frozen=True)
+class AuthenticationConfig:
+    # The authserv-id your own mail server writes into Authentication-Results. With it,
+    # staff mail that fails DMARC/DKIM/SPF alignment is kept as an unverified note.
+    trusted_authserv_ids: tuple[str, ...] = ()
+    # Staff mail without a trusted Authentication-Results header: "trust" it (the
+    # default; `mailhelp check` warns) or keep it as an unverified "note".
+    unauthenticated_staff: str = field(default="trust", metadata=_choice("trust", "note"))
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     # Attachments are stored by content hash here, not in the database.
     attachments_dir: str = "mailhelp-attachments"
@@ -160,6 +213,9 @@ class Config:
     staff: StaffConfig = field(default_factory=StaffConfig)
     survey: SurveyConfig = field(default_factory=SurveyConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    spam: SpamConfig = field(default_factory=SpamConfig)
+    authentication: AuthenticationConfig = field(default_factory=AuthenticationConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     templates: TemplatesConfig = field(default_factory=TemplatesConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -248,6 +304,17 @@ def _convert(value: typing.Any, hint: typing.Any, key: str, metadata: typing.Map
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
         return value
+    if hint is ByteSize:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return ByteSize(value)
+        try:
+            return parse_size(str(value))
+        except ValueError as error:
+            raise ConfigError(f"{key}: {error}") from None
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected a whole number, got {value!r}")

@@ -62,18 +62,20 @@ def variables(config: Config, ticket: Ticket, **extra) -> dict:
     return base
 
 
-def message_variables(inbound: Inbound, text: str) -> dict:
+def message_variables(inbound: Inbound, text: str, dropped: Sequence[Attachment] = ()) -> dict:
     return {
+        "dropped": [{"filename": a.filename, "size": a.size} for a in dropped],
         "subject": inbound.subject,
         "text": text,
         "from": inbound.sender.address,
         "from_name": inbound.sender.name or inbound.sender.address,
         "attachments": [{"filename": a.filename, "content_type": a.content_type,
-                         "size": a.size} for a in inbound.attachments],
+                         "size": a.size} for a in inbound.attachments if a not in dropped],
     }
 
 
-def ack(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, now: datetime) -> None:
+def ack(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, now: datetime,
+        dropped: Sequence[Attachment] = ()) -> None:
     if not inbound.sender.deliverable:
         log.warning("ticket=%s message=%s action=no_ack reason=undeliverable sender=%r",
                     ticket.id, inbound.message_id, inbound.sender.address)
@@ -81,7 +83,8 @@ def ack(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, now: date
     enqueue(tx, config, ticket, Draft(
         kind="ack",
         to=(Address(ticket.requester.name, ticket.requester.address),),
-        variables=variables(config, ticket, message=message_variables(inbound, inbound.text)),
+        variables=variables(config, ticket,
+                            message=message_variables(inbound, inbound.text, dropped)),
         in_reply_to=inbound.message_id,
         references=inbound.references,
         auto_submitted=AUTO_REPLIED,
@@ -90,7 +93,8 @@ def ack(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, now: date
 
 def staff_notification(tx: Session, config: Config, ticket: Ticket, inbound: Inbound,
                        text: str, event: str, recipients: Sequence[str], now: datetime,
-                       attachments: Sequence[Attachment] = ()) -> None:
+                       attachments: Sequence[Attachment] = (),
+                       dropped: Sequence[Attachment] = ()) -> None:
     """Tell staff about a new ticket (``event="new"``) or a requester's reply."""
     sender = inbound.sender.name or inbound.sender.address
     for address in recipients:
@@ -100,7 +104,7 @@ def staff_notification(tx: Session, config: Config, ticket: Ticket, inbound: Inb
             kind="notification",
             to=(Address("", address),),
             variables=variables(config, ticket, event=event,
-                                message=message_variables(inbound, text)),
+                                message=message_variables(inbound, text, dropped)),
             in_reply_to=inbound.message_id,
             references=(*inbound.references[-10:], inbound.message_id),
             auto_submitted=AUTO_GENERATED,
@@ -111,7 +115,7 @@ def staff_notification(tx: Session, config: Config, ticket: Ticket, inbound: Inb
 
 
 def relay(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, text: str,
-          now: datetime) -> None:
+          now: datetime, attachments: Sequence[Attachment] = ()) -> None:
     """A staff member's answer, to the requester and participants, from the help address."""
     in_reply_to, references = conversation(tx, ticket)
     staff_name = inbound.sender.name or inbound.sender.address.split("@")[0]
@@ -126,7 +130,7 @@ def relay(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, text: s
         references=references,
         auto_submitted=AUTO_GENERATED,
         from_name=f"{staff_name} via {config.helpdesk.name}",
-        attachments=inbound.attachments,
+        attachments=tuple(attachments),
     ), now)
 
 
@@ -145,6 +149,22 @@ def status_notice(tx: Session, config: Config, ticket: Ticket, kind_of_notice: s
         references=references,
         auto_submitted=AUTO_GENERATED,
     ), now)
+
+
+def staff_alert(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, reason: str,
+                now: datetime) -> None:
+    """Tell every staff address that mail in a staff member's name was not acted on."""
+    for address in config.staff.addresses:
+        enqueue(tx, config, ticket, Draft(
+            kind="notification",
+            template="unverified",
+            to=(Address("", address),),
+            variables=variables(config, ticket, reason=reason,
+                                message=message_variables(inbound, inbound.text)),
+            in_reply_to=inbound.message_id,
+            auto_submitted=AUTO_GENERATED,
+            reply_to=config.helpdesk.address,
+        ), now)
 
 
 def command_error(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, error: str,

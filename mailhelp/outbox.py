@@ -9,15 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, make_msgid
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .config import Config
-from .db.models import Message, Outbox, Ticket
+from .db.models import Message, Outbox, Suppression, Ticket
 from .parse import Address, Attachment
 from .storage import safe_filename
 from .templating import render
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 AUTO_REPLIED = "auto-replied"
 AUTO_GENERATED = "auto-generated"
 LOOP_HEADER = "X-Mailhelp-Loop"
+# Mail the help desk sends by itself to requesters, limited per address and per ticket;
+# staff notifications are limited per ticket only. Relays of a person's answer never.
+TO_REQUESTERS = ("ack", "status", "reminder", "survey")
+RATE_LIMITED = (*TO_REQUESTERS, "notification")
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ def enqueue(
     if not draft.to:
         draft = replace(draft, to=draft.cc[:1], cc=draft.cc[1:])
     mail = compose(config, ticket, draft, now)
+    held = hold_reason(tx, config, ticket, draft, now)
     message = Message(
         ticket_id=ticket.id,
         direction="out",
@@ -123,17 +129,50 @@ def enqueue(
         message_id=message.message_id,
         mail_from=config.helpdesk.address,
         recipients=[a.address for a in (*draft.to, *draft.cc)],
+        to_address=draft.to[0].address,
         raw=mail.as_bytes(policy=SMTP_POLICY),
-        status="queued",
+        status="suppressed" if held else "queued",
+        last_error=held or None,
         attempts=0,
         next_attempt_at=now,
         created_at=now,
     )
     tx.add(row)
     tx.flush()
-    log.info("ticket=%s message=%s action=enqueue kind=%s to=%s outbox=%s", ticket.id,
-             message.message_id, draft.kind, ",".join(row.recipients), row.id)
+    if held:
+        log.warning("ticket=%s message=%s action=suppressed kind=%s to=%s outbox=%s reason=%s",
+                    ticket.id, message.message_id, draft.kind, ",".join(row.recipients), row.id,
+                    held)
+    else:
+        log.info("ticket=%s message=%s action=enqueue kind=%s to=%s outbox=%s", ticket.id,
+                 message.message_id, draft.kind, ",".join(row.recipients), row.id)
     return row
+
+
+def hold_reason(tx: Session, config: Config, ticket: Ticket, draft: Draft, now: datetime) -> str:
+    """Why an automatic mail must not go out now, or '' (human answers are never held)."""
+    if draft.kind not in RATE_LIMITED:
+        return ""
+    limits = config.limits
+    recipients = [a.address for a in (*draft.to, *draft.cc)]
+    bounced = tx.scalar(select(Suppression.address).where(
+        Suppression.address.in_(recipients), Suppression.until > now).limit(1))
+    if bounced and draft.kind in TO_REQUESTERS:
+        return f"{bounced} bounced lately: no automatic mail until the suppression ends"
+    since = now - timedelta(hours=1)
+    recent = select(func.count()).select_from(Outbox).where(
+        Outbox.created_at >= since, Outbox.status != "suppressed")
+    on_ticket = tx.scalar(recent.where(Outbox.ticket_id == ticket.id,
+                                       Outbox.kind.in_(RATE_LIMITED)))
+    if on_ticket >= limits.auto_mails_per_ticket:
+        return f"rate limit: {on_ticket} automatic mails on this ticket in the last hour"
+    if draft.kind in TO_REQUESTERS:
+        to_address = tx.scalar(recent.where(Outbox.to_address == draft.to[0].address,
+                                            Outbox.kind.in_(TO_REQUESTERS)))
+        if to_address >= limits.auto_mails_per_address:
+            return (f"rate limit: {to_address} automatic mails to {draft.to[0].address} "
+                    "in the last hour")
+    return ""
 
 
 def _dedupe(ids: Sequence[str]) -> list[str]:

@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 # raw_messages.state after processing, by workflow action.
 STATE_OF = {"new_ticket": "processed", "reply": "processed", "recorded": "processed",
-            "staff_reply": "processed",
+            "staff_reply": "processed", "spam": "spam",
             "duplicate": "duplicate", "ignored": "ignored"}
-DONE_STATES = ("processed", "duplicate", "ignored")
+DONE_STATES = ("processed", "duplicate", "ignored", "spam")
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class Pipeline:
                 row = tx.get(RawMessage, raw_id)
                 row.state, row.error, row.processed_at = "failed", reason, self.clock()
             return Result(raw_id, uid, "failed", None, reason)
-        if outcome.action in ("duplicate", "ignored"):
+        if outcome.action in ("duplicate", "ignored", "spam"):
             log.info("raw=%s uid=%s message=%s action=%s reason=%s", raw_id, uid,
                      inbound.message_id, outcome.action, outcome.detail)
         return Result(raw_id, uid, STATE_OF[outcome.action], outcome)

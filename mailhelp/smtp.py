@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -146,11 +147,15 @@ class OutboxSender:
             due = self._due()
             if not due:
                 return stats
-            queue: asyncio.Queue[int] = asyncio.Queue()
-            for row_id in due:
-                queue.put_nowait(row_id)
-            workers = [self._worker(t, queue, stats) for t in self.transports[: len(due)]]
-            await asyncio.gather(*workers)
+            # Mail to one address always takes the same connection, in order: a teacher
+            # never gets the "resolved" notice before the answer that preceded it.
+            queues: list[asyncio.Queue[int]] = [asyncio.Queue() for _ in self.transports]
+            for row_id, to_address in due:
+                queues[zlib.crc32(to_address.encode()) % len(queues)].put_nowait(row_id)
+            await asyncio.gather(*(self._worker(transport, queue, stats)
+                                   for transport, queue in zip(self.transports, queues,
+                                                               strict=True)
+                                   if not queue.empty()))
             if stats.deferred and not stats.sent:
                 return stats  # the server is away: try again at next_attempt_at
 
@@ -164,12 +169,12 @@ class OutboxSender:
                                   .where(Outbox.status == "queued")
                                   .order_by(Outbox.next_attempt_at).limit(1))
 
-    def _due(self) -> list[int]:
+    def _due(self) -> list[tuple[int, str]]:
         with self.db.sessions() as session:
-            return list(session.scalars(
-                select(Outbox.id).where(Outbox.status == "queued",
-                                        Outbox.next_attempt_at <= self.clock())
-                .order_by(Outbox.id).limit(500)))
+            return [tuple(row) for row in session.execute(
+                select(Outbox.id, Outbox.to_address).where(
+                    Outbox.status == "queued", Outbox.next_attempt_at <= self.clock())
+                .order_by(Outbox.id).limit(500))]
 
     async def _worker(self, transport: SmtpTransport, queue: asyncio.Queue, stats: FlushStats):
         while not queue.empty():

@@ -15,11 +15,22 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import authenticity, bounces, commands, notices
 from . import classify as verdicts
-from . import commands, notices
 from .config import Config
-from .db.models import Attachment, Message, Participant, Person, RawMessage, Ticket, TicketEvent
+from .db.models import (
+    Attachment,
+    Message,
+    Outbox,
+    Participant,
+    Person,
+    RawMessage,
+    Suppression,
+    Ticket,
+    TicketEvent,
+)
 from .parse import Address, Inbound
+from .parse import Attachment as ParsedAttachment
 from .quoting import new_text_of
 from .storage import AttachmentStore, safe_filename
 from .threading import find_ticket, is_help_address, ticket_subject
@@ -53,8 +64,11 @@ def apply(tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, now: dat
     config = ctx.config
     if tx.scalar(select(Message.id).where(Message.message_id == inbound.message_id)) is not None:
         return Outcome("duplicate", detail="Message-ID already recorded")
-    verdict = verdicts.classify(inbound, config.helpdesk.address)
-    if verdict.kind in (verdicts.LOOP, verdicts.SPAM):
+    verdict = verdicts.classify(inbound, config.helpdesk.address, config.spam.score_header,
+                                config.spam.score_threshold)
+    if verdict.kind == verdicts.SPAM:
+        return Outcome("spam", detail=verdict.reason)
+    if verdict.kind == verdicts.LOOP:
         return Outcome("ignored", detail=verdict.reason)
     match = find_ticket(inbound, lambda ids: _ticket_of_ids(tx, ids),
                         config.helpdesk.subject_tag, config.helpdesk.address)
@@ -65,6 +79,8 @@ def apply(tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, now: dat
         log.warning("ticket=%s message=%s action=refuse_join sender=%s reason=%s", ticket.id,
                     inbound.message_id, inbound.sender.address, match.reason)
         ticket = None
+    if verdict.kind == verdicts.BOUNCE:
+        return _bounce(tx, ctx, ticket, inbound, raw, verdict.reason, now)
     if verdict.automatic:
         if ticket is None:
             return Outcome("ignored", detail=verdict.reason)
@@ -75,6 +91,11 @@ def apply(tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, now: dat
     if ticket is None:
         return _new_ticket(tx, ctx, inbound, raw, now)
     if config.staff.is_staff(inbound.sender.address):
+        proof = authenticity.check(inbound, config.authentication.trusted_authserv_ids)
+        if proof.status == authenticity.FAILED or (
+                proof.status == authenticity.UNKNOWN
+                and config.authentication.unauthenticated_staff == "note"):
+            return _unverified_staff(tx, ctx, ticket, inbound, raw, match.reason, proof, now)
         return _staff_reply(tx, ctx, ticket, inbound, raw, match.reason, now)
     if ticket.status == "closed" and ticket.closed_at is not None \
             and now - ticket.closed_at > config.lifecycle.auto_close_after:
@@ -102,9 +123,13 @@ def _new_ticket(tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, no
     _record(tx, ctx, ticket, inbound, raw, "request", "", inbound.text, now)
     _event(tx, ticket, now, requester.address, "created",
            f"continues #{linked.id}" if linked else "")
-    notices.ack(tx, config, ticket, inbound, now)
+    dropped = oversized(ctx, inbound)
+    if dropped:
+        _event(tx, ticket, now, "system", "attachments_dropped",
+               ", ".join(f"{a.filename} ({a.size} bytes)" for a in dropped))
+    notices.ack(tx, config, ticket, inbound, now, dropped)
     notices.staff_notification(tx, config, ticket, inbound, inbound.text, "new",
-                               config.staff.addresses, now)
+                               config.staff.addresses, now, dropped=dropped)
     log.info("ticket=%s message=%s action=new_ticket requester=%s%s", ticket.id,
              inbound.message_id, requester.address, f" linked={linked.id}" if linked else "")
     return Outcome("new_ticket", ticket.id)
@@ -125,8 +150,10 @@ def _requester_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound
     if ticket.status != "open":
         _set_status(tx, ticket, "open", inbound.sender.address, now)
     recipients = [ticket.assignee.address] if ticket.assignee else list(config.staff.addresses)
+    dropped = oversized(ctx, inbound)
     notices.staff_notification(tx, config, ticket, inbound, text, "reply", recipients, now,
-                               attachments=inbound.attachments)
+                               attachments=[a for a in inbound.attachments if a not in dropped],
+                               dropped=dropped)
     log.info("ticket=%s message=%s action=reply thread=%s", ticket.id, inbound.message_id,
              reason)
     return Outcome("reply", ticket.id, reason)
@@ -155,7 +182,8 @@ def _staff_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, ra
     _record(tx, ctx, ticket, inbound, raw, kind, reason, parsed.text, now)
     relayed = not internal and (parsed.text.strip() or inbound.attachments)
     if relayed:
-        notices.relay(tx, config, ticket, inbound, parsed.text, now)
+        notices.relay(tx, config, ticket, inbound, parsed.text, now,
+                      [a for a in inbound.attachments if a not in oversized(ctx, inbound)])
         if ticket.first_response_at is None:
             ticket.first_response_at = now
         if ticket.assignee_id is None:
@@ -170,6 +198,47 @@ def _staff_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, ra
              inbound.message_id, kind, reason, "yes" if relayed else "no",
              ",".join(c.name for c in parsed.commands) or "-")
     return Outcome("staff_reply", ticket.id, reason)
+
+
+def _unverified_staff(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound,
+                      raw: RawMessage, reason: str, proof: authenticity.Verdict,
+                      now: datetime) -> Outcome:
+    """A staff From: line the receiving server could not vouch for: kept, not acted on."""
+    _record(tx, ctx, ticket, inbound, raw, "note", reason,
+            f"[unverified sender: {proof.reason}]\n\n{new_text_of(inbound)}", now)
+    _event(tx, ticket, now, inbound.sender.address, "unverified_staff_mail", proof.reason)
+    notices.staff_alert(tx, ctx.config, ticket, inbound, proof.reason, now)
+    log.warning("ticket=%s message=%s action=unverified_staff sender=%s reason=%s", ticket.id,
+                inbound.message_id, inbound.sender.address, proof.reason)
+    return Outcome("recorded", ticket.id, f"unverified staff mail: {proof.reason}")
+
+
+def _bounce(tx: Session, ctx: Context, ticket: Ticket | None, inbound: Inbound,
+            raw: RawMessage, reason: str, now: datetime) -> Outcome:
+    """A bounce of our mail: mark it, note it on its ticket, rest the address a while."""
+    report = bounces.analyse(raw.raw, ctx.config.helpdesk.domain)
+    returned = list(tx.scalars(select(Outbox).where(Outbox.message_id.in_(report.returned_ids))))
+    if returned:
+        ticket = tx.get(Ticket, returned[0].ticket_id) or ticket
+    elif report.ticket_ids:
+        ticket = tx.get(Ticket, report.ticket_ids[0]) or ticket
+    if ticket is None:
+        return Outcome("ignored", detail=f"{reason}; not a bounce of our mail")
+    failed = list(report.recipients) or [r for row in returned for r in row.recipients]
+    for row in returned:
+        row.status, row.last_error = "bounced", f"bounced: {', '.join(failed) or reason}"
+    if report.permanent or not report.recipients:
+        until = now + ctx.config.limits.bounce_suppression
+        for address in failed:
+            tx.add(Suppression(address=address, until=until, reason=f"bounce on #{ticket.id}",
+                               created_at=now))
+    _record(tx, ctx, ticket, inbound, raw, "bounce", "bounce", inbound.text, now)
+    _event(tx, ticket, now, "system", "bounced",
+           f"{', '.join(failed) or 'unknown recipient'} ({', '.join(r.kind for r in returned)})")
+    log.warning("ticket=%s message=%s action=bounce recipients=%s returned=%s", ticket.id,
+                inbound.message_id, ",".join(failed) or "-",
+                ",".join(str(r.id) for r in returned) or "-")
+    return Outcome("recorded", ticket.id, f"bounce: {', '.join(failed) or reason}")
 
 
 def _command_failed(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound,
@@ -238,12 +307,22 @@ def _record(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: Ra
     tx.add(message)
     tx.flush()
     for found in inbound.attachments:
+        if found in oversized(ctx, inbound):
+            continue
         digest = ctx.store.put(found.payload)
         tx.add(Attachment(message_id=message.id, filename=safe_filename(found.filename),
                           content_type=found.content_type[:255], size=found.size,
                           sha256=digest, content_id=found.content_id[:998]))
     raw.ticket_id = ticket.id
     return message
+
+
+def oversized(ctx: Context, inbound: Inbound) -> tuple[ParsedAttachment, ...]:
+    """Attachments dropped because the message is over the size limit."""
+    limits = ctx.config.limits
+    if inbound.size <= limits.max_message_size:
+        return ()
+    return tuple(a for a in inbound.attachments if a.size > limits.max_attachment_size)
 
 
 def person(tx: Session, address: Address, now: datetime) -> Person:

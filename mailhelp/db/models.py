@@ -188,11 +188,14 @@ class Outbox(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     message_row_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     kind: Mapped[str] = mapped_column(String(20))
-    message_id: Mapped[str] = mapped_column(String(998))
+    message_id: Mapped[str] = mapped_column(String(998), index=True)
     mail_from: Mapped[str] = mapped_column(String(320))
     recipients: Mapped[list] = mapped_column(JSON)
+    # The first recipient, for rate limits per address (JSON is not indexable everywhere).
+    to_address: Mapped[str] = mapped_column(String(320), default="", index=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    # queued -> sent | failed (permanent) ; bounced is set by a later DSN.
+    # queued -> sent | failed (permanent); bounced is set by a later DSN; suppressed:
+    # recorded but never sent (rate limit, or the address bounced lately).
     status: Mapped[str] = mapped_column(String(12), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -200,7 +203,22 @@ class Outbox(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_recent", "created_at"),
+    )
+
+
+class Suppression(Base):
+    """An address that gets no automatic mail until ``until`` (it bounced, say)."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), index=True)
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class TicketEvent(Base):

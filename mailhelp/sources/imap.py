@@ -86,7 +86,7 @@ class ImapMailbox:
     def ensure_folders(self) -> list[str]:
         """Create the processed and failed folders where missing; return those created."""
         created = []
-        for folder in (self.config.processed_folder, self.config.failed_folder):
+        for folder in self.config.folders:
             if not self.client.folder_exists(folder):
                 self.client.create_folder(folder)
                 with contextlib.suppress(Exception):  # a courtesy to mail clients
@@ -210,10 +210,7 @@ class MailboxSync:
         # Messages at or below the checkpoint were taken before: the move after the
         # commit did not happen (a crash, a dropped link). Move them without fetching.
         done = self._known(source, status.uidvalidity, [u for u in uids if u <= last_uid])
-        self.mailbox.move([u for u, state in done.items() if state != "failed"],
-                          config.processed_folder)
-        self.mailbox.move([u for u, state in done.items() if state == "failed"],
-                          config.failed_folder)
+        self._move_by_state(done)
         taken = 0
         for batch in batches([u for u in uids if u not in done], config.batch_size):
             fetched = self.mailbox.fetch(batch)
@@ -221,13 +218,21 @@ class MailboxSync:
                         for uid, raw in sorted(fetched.items())]
             results = self.pipeline.accept(arrivals)
             # Only now, with the batch committed, may the messages leave the inbox.
-            self.mailbox.move([r.uid for r in results if not r.failed], config.processed_folder)
-            self.mailbox.move([r.uid for r in results if r.failed], config.failed_folder)
+            self._move_by_state({r.uid: r.state for r in results})
             last_uid = max([last_uid, *fetched])
             self._save(status.uidvalidity, last_uid)
             taken += len(results)
             after_batch(results)
         return taken
+
+    def _move_by_state(self, states: dict[int, str]) -> None:
+        config = self.mailbox.config
+        folder_of = {"failed": config.failed_folder, "spam": config.spam_folder}
+        by_folder: dict[str, list[int]] = {}
+        for uid, state in sorted(states.items()):
+            by_folder.setdefault(folder_of.get(state, config.processed_folder), []).append(uid)
+        for folder, uids in by_folder.items():
+            self.mailbox.move(uids, folder)
 
     def _known(self, source: str, uidvalidity: int, uids: list[int]) -> dict[int, str]:
         """The processed state of already-stored UIDs (those still ``new`` are left out)."""

@@ -57,3 +57,51 @@ def test_mailer_daemon_is_a_bounce():
 
 def test_a_teacher_is_human():
     assert classify(parse((DATA / "teacher_projector.eml").read_bytes()), HELP).kind == HUMAN
+
+
+# Real-world shapes from the corpus: sisimai's bounces from many MTAs and providers,
+# its RFC 3834 auto-replies and ARF complaints, flanker's bounces.
+
+def corpus_paths(*prefixes: str) -> list:
+    from tests.corpus import corpus_rows
+
+    found = [r["path"] for r in corpus_rows() if "sisimai" in r["path"] or "flanker" in r["path"]]
+    return [p for p in found if p.split("/")[-1].startswith(prefixes) or
+            any(f"/{prefix}" in p for prefix in prefixes)]
+
+
+def verdict_of(path: str):
+    from tests.corpus import CORPUS
+
+    return classify(parse((CORPUS / path).read_bytes()), HELP)
+
+
+@pytest.mark.parametrize("mta", ["postfix", "exim", "sendmail", "qmail", "exchange2007",
+                                 "office365", "gmail", "courier", "opensmtpd", "notes"])
+def test_corpus_bounces_of_common_mtas(mta):
+    paths = corpus_paths(f"lhost-{mta}-")
+    if not paths:
+        pytest.skip("mail corpus not found (set MAILHELP_CORPUS)")
+    kinds = [verdict_of(p).kind for p in paths]
+    assert kinds.count(BOUNCE) / len(kinds) >= 0.9, list(zip(paths, kinds, strict=True))
+
+
+def test_corpus_bounces_are_never_answered():
+    paths = corpus_paths("lhost-", "rhost-", "rfc3464-", "bounce/")
+    if not paths:
+        pytest.skip("mail corpus not found (set MAILHELP_CORPUS)")
+    verdicts = [verdict_of(p) for p in paths]
+    bounces = sum(v.kind == BOUNCE for v in verdicts)
+    automatic = sum(v.automatic for v in verdicts)
+    assert bounces / len(paths) >= 0.95
+    assert automatic / len(paths) >= 0.97
+
+
+def test_corpus_auto_replies_and_complaints_are_automatic():
+    replies = corpus_paths("rfc3834-")
+    complaints = corpus_paths("arf-", "complaints/")
+    if not replies:
+        pytest.skip("mail corpus not found (set MAILHELP_CORPUS)")
+    assert all(verdict_of(p).kind == AUTO_REPLY for p in replies)
+    # Three of twenty ARF samples carry no report type at all: they look like mail.
+    assert sum(verdict_of(p).automatic for p in complaints) / len(complaints) >= 0.85
