@@ -50,12 +50,13 @@ def variables(config: Config, ticket: Ticket, **extra) -> dict:
     base = {
         "helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
         "tag": subject_tag(config, ticket.id),
-        "ticket": {"id": ticket.id, "subject": ticket.subject, "status": ticket.status,
+        "ticket": {"id": ticket.id, "subject": _line(ticket.subject), "status": ticket.status,
                    "priority": ticket.priority,
                    "linked_ticket": ticket.linked_ticket_id},
         "linked_tag": subject_tag(config, ticket.linked_ticket_id) if ticket.linked_ticket_id
         else "",
-        "requester": {"name": ticket.requester.name, "address": ticket.requester.address},
+        "requester": {"name": _line(ticket.requester.name),
+                      "address": ticket.requester.address},
         "participants": [p.person.address for p in ticket.participants],
     }
     base.update(extra)
@@ -65,13 +66,18 @@ def variables(config: Config, ticket: Ticket, **extra) -> dict:
 def message_variables(inbound: Inbound, text: str, dropped: Sequence[Attachment] = ()) -> dict:
     return {
         "dropped": [{"filename": a.filename, "size": a.size} for a in dropped],
-        "subject": inbound.subject,
+        "subject": _line(inbound.subject),
         "text": text,
         "from": inbound.sender.address,
-        "from_name": inbound.sender.name or inbound.sender.address,
+        "from_name": _line(inbound.sender.name) or inbound.sender.address,
         "attachments": [{"filename": a.filename, "content_type": a.content_type,
                          "size": a.size} for a in inbound.attachments if a not in dropped],
     }
+
+
+def _line(text: str) -> str:
+    """One line: what goes into a subject or a name can never start a new header."""
+    return " ".join(str(text or "").split())
 
 
 def ack(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, now: datetime,

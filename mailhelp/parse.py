@@ -43,12 +43,13 @@ class Address:
     address: str  # lower-cased; what every comparison uses
 
     def formatted(self) -> str:
-        if not self.name:
+        name = " ".join(self.name.split())
+        if not name:
             return self.address
         try:
-            return str(_StdAddress(display_name=self.name, addr_spec=self.address))
+            return str(_StdAddress(display_name=name, addr_spec=self.address))
         except (ValueError, IndexError, HeaderParseError):
-            return formataddr((self.name, self.address))
+            return formataddr((name, self.address))
 
     @property
     def deliverable(self) -> bool:
