@@ -157,6 +157,7 @@ def cmd_run(config, args) -> int:
     except connection_errors() as error:
         raise MailhelpError(f"imap: {error}") from error
     print(f"processed {summary.taken} message(s) ({summary.failed} failed); "
+          f"ran {summary.jobs} timed job(s); "
           f"sent {summary.sent} mail(s), {summary.deferred} waiting to be retried, "
           f"{summary.send_failed} failed")
     return 0

@@ -144,6 +144,15 @@ class StaffConfig:
 class SurveyConfig:
     enabled: bool = True
     delay: timedelta = timedelta(hours=1)
+    # A requester is asked at most once in this long.
+    min_interval: timedelta = timedelta(days=14)
+    # Tickets resolved by the pending timeout get no survey unless this is true.
+    after_auto_resolve: bool = False
+    # With a base URL (e.g. https://help.school.test/survey), the mail also carries
+    # one-click links served by `mailhelp serve`; their signatures use this secret.
+    base_url: str = ""
+    secret: Secret = field(default_factory=lambda: Secret("survey.secret"))
+    link_lifetime: timedelta = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -284,7 +293,7 @@ def _build(cls: type, table: dict, prefix: str, extra: dict | None = None) -> ty
 def _secret(table: dict, name: str, key: str) -> Secret:
     given = {s: table[f"{name}{s}"] for s in ("", "_env", "_command") if f"{name}{s}" in table}
     if len(given) > 1:
-        raise ConfigError(f"{key}: give only one of password, password_env, password_command")
+        raise ConfigError(f"{key}: give only one of {name}, {name}_env, {name}_command")
     for suffix, value in given.items():
         if not isinstance(value, str):
             raise ConfigError(f"{key}{suffix}: expected a string")

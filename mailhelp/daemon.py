@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from .config import Config
 from .db.session import Database
 from .errors import MailhelpError
+from .lifecycle import next_due, run_due
 from .pipeline import Pipeline
 from .smtp import FlushStats, OutboxSender
 
@@ -52,6 +53,7 @@ class App:
 
 @dataclass
 class OnceSummary:
+    jobs: int = 0
     taken: int = 0
     failed: int = 0
     sent: int = 0
@@ -76,6 +78,7 @@ def run_once(app: App) -> OnceSummary:
             summary.taken = MailboxSync(mailbox, app.pipeline(), app.db).drain(count)
         finally:
             mailbox.close()
+    summary.jobs = run_due(app.db, app.config, app.clock)
     stats = flush_outbox(app)
     summary.sent, summary.deferred, summary.send_failed = stats.sent, stats.deferred, stats.failed
     return summary
@@ -142,6 +145,13 @@ class SenderThread(threading.Thread):
             await asyncio.wait_for(self.wake.wait(), timeout)
 
 
+def _until_next_job(app: App, longest: float) -> float:
+    due = next_due(app.db)
+    if due is None:
+        return longest
+    return max(1.0, min(longest, (due - app.clock()).total_seconds()))
+
+
 def run_daemon(app: App, stop: threading.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or ``stop`` is set); reconnect to IMAP with backoff."""
     from .sources.imap import ImapMailbox, MailboxSync, connection_errors
@@ -171,7 +181,10 @@ def run_daemon(app: App, stop: threading.Event | None = None) -> None:
                     # taken now rather than after the next IDLE notification.
                     while sync.drain(lambda results: sender.kick()) and not stop.is_set():
                         sender.kick()
-                    mailbox.wait(imap.idle_restart.total_seconds(), stop.is_set)
+                    if run_due(app.db, app.config, app.clock):
+                        sender.kick()
+                    mailbox.wait(_until_next_job(app, imap.idle_restart.total_seconds()),
+                                 stop.is_set)
             except connection_errors() as error:
                 mailbox.close()
                 if stop.is_set():

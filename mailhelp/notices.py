@@ -13,8 +13,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import surveys
 from .config import Config
-from .db.models import Message, Ticket
+from .db.models import Message, Survey, Ticket
+from .durations import format_duration
 from .outbox import AUTO_GENERATED, AUTO_REPLIED, Draft, enqueue, subject_tag
 from .parse import Address, Attachment, Inbound
 
@@ -140,20 +142,60 @@ def relay(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, text: s
     ), now)
 
 
-def status_notice(tx: Session, config: Config, ticket: Ticket, kind_of_notice: str,
-                  now: datetime) -> None:
+def status_notice(tx: Session, config: Config, ticket: Ticket, template: str,
+                  now: datetime, kind: str = "status", automatic: bool = False) -> None:
     """A short templated notice to the requester and participants (e.g. ``resolved``)."""
     in_reply_to, references = conversation(tx, ticket)
     recipients = public_recipients(ticket)
     enqueue(tx, config, ticket, Draft(
-        kind="status",
-        template=kind_of_notice,
+        kind=kind,
+        template=template,
         to=recipients[:1],
         cc=recipients[1:],
-        variables=variables(config, ticket),
+        variables=variables(config, ticket, automatic=automatic,
+                            pending_resolve_after=format_duration(
+                                config.lifecycle.pending_resolve_after
+                                - config.lifecycle.pending_reminder_after)),
         in_reply_to=in_reply_to,
         references=references,
         auto_submitted=AUTO_GENERATED,
+    ), now)
+
+
+def survey(tx: Session, config: Config, ticket: Ticket, record: Survey, now: datetime) -> None:
+    """The satisfaction survey: one-click ratings by mail (and, if set up, by web)."""
+    in_reply_to, references = conversation(tx, ticket)
+    tag = subject_tag(config, ticket.id)
+    web = []
+    secret = config.survey.secret.reveal() if config.survey.base_url else ""
+    if secret:
+        web = surveys.web_links(config.survey.base_url, secret, record.token,
+                                now + config.survey.link_lifetime)
+    enqueue(tx, config, ticket, Draft(
+        kind="survey",
+        to=(Address(ticket.requester.name, ticket.requester.address),),
+        variables=variables(config, ticket, token=record.token,
+                            ratings=surveys.mailto_links(config.helpdesk.address, tag,
+                                                         record.token),
+                            web_ratings=web),
+        in_reply_to=in_reply_to,
+        references=references,
+        auto_submitted=AUTO_GENERATED,
+        reply_to=surveys.reply_address(config.helpdesk.address, record.token),
+    ), now)
+
+
+def survey_thanks(tx: Session, config: Config, ticket: Ticket, inbound: Inbound | None,
+                  record: Survey, now: datetime) -> None:
+    enqueue(tx, config, ticket, Draft(
+        kind="status",
+        template="survey_thanks",
+        to=(Address(ticket.requester.name, ticket.requester.address),),
+        variables=variables(config, ticket, rating=record.rating, comment=record.comment,
+                            label=surveys.RATINGS.get(record.rating or 0, "")),
+        in_reply_to=inbound.message_id if inbound else "",
+        references=(*inbound.references[-10:], inbound.message_id) if inbound else (),
+        auto_submitted=AUTO_REPLIED,
     ), now)
 
 

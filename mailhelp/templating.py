@@ -15,7 +15,8 @@ from .errors import TemplateError
 BUNDLED = Path(__file__).with_name("templates")
 
 # Every template pair and what it is for (the variables are documented in README.md).
-KINDS = ("ack", "notification", "relay", "resolved", "command_error", "unverified")
+KINDS = ("ack", "notification", "relay", "resolved", "reminder", "survey", "survey_thanks",
+         "command_error", "unverified")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ def ticket_query(status: str | None = None):
     query = select(Ticket).options(
         selectinload(Ticket.requester), selectinload(Ticket.assignee),
         selectinload(Ticket.participants).selectinload(Participant.person),
+        selectinload(Ticket.survey),
     ).order_by(Ticket.id)
     return query.where(Ticket.status == status) if status else query
 
@@ -39,11 +40,18 @@ def ticket_json(ticket: Ticket, messages: list[Message] | None = None) -> dict:
         "resolved_at": iso(ticket.resolved_at),
         "closed_at": iso(ticket.closed_at),
         "linked_ticket": ticket.linked_ticket_id,
-        "survey": None,
+        "survey": survey_json(ticket.survey),
     }
     if messages is not None:
         data["messages"] = [message_json(m) for m in messages]
     return data
+
+
+def survey_json(survey) -> dict | None:
+    if survey is None:
+        return None
+    return {"sent_at": iso(survey.sent_at), "rating": survey.rating, "comment": survey.comment,
+            "answered_at": iso(survey.answered_at)}
 
 
 def message_json(message: Message) -> dict:

@@ -15,25 +15,24 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import authenticity, bounces, commands, notices
+from . import authenticity, bounces, commands, notices, surveys
 from . import classify as verdicts
 from .config import Config
 from .db.models import (
     Attachment,
     Message,
     Outbox,
-    Participant,
-    Person,
     RawMessage,
     Suppression,
+    Survey,
     Ticket,
-    TicketEvent,
 )
 from .parse import Address, Inbound
 from .parse import Attachment as ParsedAttachment
 from .quoting import new_text_of
 from .storage import AttachmentStore, safe_filename
 from .threading import find_ticket, is_help_address, ticket_subject
+from .tickets import add_participant, event, person, set_status
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +80,22 @@ def apply(tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, now: dat
         ticket = None
     if verdict.kind == verdicts.BOUNCE:
         return _bounce(tx, ctx, ticket, inbound, raw, verdict.reason, now)
+    if not verdict.automatic:
+        token = surveys.token_in(inbound)
+        record = tx.scalar(select(Survey).where(Survey.token == token)) if token else None
+        if record is None and ticket is not None and ticket.survey is not None \
+                and _answers_survey(tx, ticket, inbound):
+            record = ticket.survey
+        if record is not None:
+            answer = surveys.read_answer(new_text_of(inbound, signature=False))
+            if token or answer is not None:
+                return _survey_answer(tx, ctx, record, inbound, raw, answer, now)
     if verdict.automatic:
         if ticket is None:
             return Outcome("ignored", detail=verdict.reason)
         kind = "bounce" if verdict.kind == verdicts.BOUNCE else "note"
         _record(tx, ctx, ticket, inbound, raw, kind, match.reason, inbound.text, now)
-        _event(tx, ticket, now, inbound.sender.address, f"received_{verdict.kind}", verdict.reason)
+        event(tx, ticket, now, inbound.sender.address, f"received_{verdict.kind}", verdict.reason)
         return Outcome("recorded", ticket.id, verdict.reason)
     if ticket is None:
         return _new_ticket(tx, ctx, inbound, raw, now)
@@ -121,11 +130,11 @@ def _new_ticket(tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, no
             continue
         add_participant(tx, ticket, person(tx, colleague, now), now)
     _record(tx, ctx, ticket, inbound, raw, "request", "", inbound.text, now)
-    _event(tx, ticket, now, requester.address, "created",
+    event(tx, ticket, now, requester.address, "created",
            f"continues #{linked.id}" if linked else "")
     dropped = oversized(ctx, inbound)
     if dropped:
-        _event(tx, ticket, now, "system", "attachments_dropped",
+        event(tx, ticket, now, "system", "attachments_dropped",
                ", ".join(f"{a.filename} ({a.size} bytes)" for a in dropped))
     notices.ack(tx, config, ticket, inbound, now, dropped)
     notices.staff_notification(tx, config, ticket, inbound, inbound.text, "new",
@@ -143,12 +152,12 @@ def _requester_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound
     ticket.updated_at = now
     if ticket.status in CLOSED_STATES and is_thanks(new_text_of(inbound, signature=False)):
         # "Thanks, works now!" on a resolved ticket is no reason to reopen it.
-        _event(tx, ticket, now, inbound.sender.address, "thanks", "")
+        event(tx, ticket, now, inbound.sender.address, "thanks", "")
         log.info("ticket=%s message=%s action=thanks thread=%s", ticket.id,
                  inbound.message_id, reason)
         return Outcome("reply", ticket.id, "thanks")
     if ticket.status != "open":
-        _set_status(tx, ticket, "open", inbound.sender.address, now)
+        set_status(tx, ctx.config, ticket, "open", inbound.sender.address, now)
     recipients = [ticket.assignee.address] if ticket.assignee else list(config.staff.addresses)
     dropped = oversized(ctx, inbound)
     notices.staff_notification(tx, config, ticket, inbound, text, "reply", recipients, now,
@@ -188,9 +197,9 @@ def _staff_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, ra
             ticket.first_response_at = now
         if ticket.assignee_id is None:
             ticket.assignee_id = person(tx, inbound.sender, now).id
-            _event(tx, ticket, now, actor, "assigned", actor)
+            event(tx, ticket, now, actor, "assigned", actor)
         if not effects.status_set:
-            _set_status(tx, ticket, "pending", actor, now)
+            set_status(tx, ctx.config, ticket, "pending", actor, now)
     if effects.resolved:
         notices.status_notice(tx, config, ticket, "resolved", now)
     ticket.updated_at = now
@@ -200,13 +209,46 @@ def _staff_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, ra
     return Outcome("staff_reply", ticket.id, reason)
 
 
+def _answers_survey(tx: Session, ticket: Ticket, inbound: Inbound) -> bool:
+    """Is this a reply to the ticket's survey mail (by its threading headers)?"""
+    ids = [i for i in (inbound.in_reply_to, *inbound.references) if i]
+    return bool(ids) and tx.scalar(select(Message.id).where(
+        Message.ticket_id == ticket.id, Message.kind == "survey",
+        Message.message_id.in_(ids)).limit(1)) is not None
+
+
+def _survey_answer(tx: Session, ctx: Context, record: Survey, inbound: Inbound,
+                   raw: RawMessage, answer: surveys.Answer | None, now: datetime) -> Outcome:
+    """Record a rating; it never reopens the ticket and never creates one."""
+    ticket = tx.get(Ticket, record.ticket_id)
+    if inbound.sender.address != ticket.requester.address:
+        # The token came from someone else's survey: not theirs to answer.
+        log.warning("ticket=%s message=%s action=survey_refused sender=%s", ticket.id,
+                    inbound.message_id, inbound.sender.address)
+        return Outcome("ignored", detail="survey answer from someone other than the requester")
+    comment = answer.comment if answer else new_text_of(inbound, signature=False).strip()
+    _record(tx, ctx, ticket, inbound, raw, "survey_response", "survey", comment, now)
+    if answer is not None:
+        record.rating, record.comment = answer.rating, answer.comment
+    elif comment:
+        record.comment = comment
+    record.answered_at, record.answered_via = now, "mail"
+    event(tx, ticket, now, inbound.sender.address, "survey_answer",
+          f"rating {record.rating}" if answer else "comment")
+    if answer is not None:
+        notices.survey_thanks(tx, ctx.config, ticket, inbound, record, now)
+    log.info("ticket=%s message=%s action=survey_answer rating=%s", ticket.id,
+             inbound.message_id, record.rating)
+    return Outcome("recorded", ticket.id, f"survey answer {record.rating}")
+
+
 def _unverified_staff(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound,
                       raw: RawMessage, reason: str, proof: authenticity.Verdict,
                       now: datetime) -> Outcome:
     """A staff From: line the receiving server could not vouch for: kept, not acted on."""
     _record(tx, ctx, ticket, inbound, raw, "note", reason,
             f"[unverified sender: {proof.reason}]\n\n{new_text_of(inbound)}", now)
-    _event(tx, ticket, now, inbound.sender.address, "unverified_staff_mail", proof.reason)
+    event(tx, ticket, now, inbound.sender.address, "unverified_staff_mail", proof.reason)
     notices.staff_alert(tx, ctx.config, ticket, inbound, proof.reason, now)
     log.warning("ticket=%s message=%s action=unverified_staff sender=%s reason=%s", ticket.id,
                 inbound.message_id, inbound.sender.address, proof.reason)
@@ -233,7 +275,7 @@ def _bounce(tx: Session, ctx: Context, ticket: Ticket | None, inbound: Inbound,
             tx.add(Suppression(address=address, until=until, reason=f"bounce on #{ticket.id}",
                                created_at=now))
     _record(tx, ctx, ticket, inbound, raw, "bounce", "bounce", inbound.text, now)
-    _event(tx, ticket, now, "system", "bounced",
+    event(tx, ticket, now, "system", "bounced",
            f"{', '.join(failed) or 'unknown recipient'} ({', '.join(r.kind for r in returned)})")
     log.warning("ticket=%s message=%s action=bounce recipients=%s returned=%s", ticket.id,
                 inbound.message_id, ",".join(failed) or "-",
@@ -245,7 +287,7 @@ def _command_failed(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound,
                     raw: RawMessage, reason: str, error: str, now: datetime) -> Outcome:
     """Nothing is relayed or changed; the staff member is told which line was wrong."""
     _record(tx, ctx, ticket, inbound, raw, "note", reason, inbound.text, now)
-    _event(tx, ticket, now, inbound.sender.address, "command_error", error)
+    event(tx, ticket, now, inbound.sender.address, "command_error", error)
     notices.command_error(tx, ctx.config, ticket, inbound, error, commands.usage(), now)
     log.warning("ticket=%s message=%s action=command_error error=%s", ticket.id,
                 inbound.message_id, error)
@@ -261,32 +303,18 @@ def _command_env(tx: Session, ctx: Context, ticket: Ticket, actor: str,
         for participant in ticket.participants:
             if participant.person.address == address:
                 ticket.participants.remove(participant)
-                _event(tx, ticket, now, actor, "participant_removed", address)
+                event(tx, ticket, now, actor, "participant_removed", address)
                 return True
         return False
 
     def assign(address: str) -> None:
         ticket.assignee_id = person(tx, Address("", address), now).id
-        _event(tx, ticket, now, actor, "assigned", address)
+        event(tx, ticket, now, actor, "assigned", address)
 
     return commands.Env(
         tx=tx, ticket=ticket, actor=actor, now=now, is_staff=ctx.config.staff.is_staff,
-        set_status=lambda status: _set_status(tx, ticket, status, actor, now),
+        set_status=lambda status: set_status(tx, ctx.config, ticket, status, actor, now),
         add_participant=add, remove_participant=remove, assign=assign)
-
-
-def _set_status(tx: Session, ticket: Ticket, status: str, actor: str, now: datetime) -> None:
-    if ticket.status == status:
-        return
-    _event(tx, ticket, now, actor, "status", f"{ticket.status} -> {status}")
-    ticket.status = status
-    if status == "resolved":
-        ticket.resolved_at = now
-    elif status == "closed":
-        ticket.closed_at = now
-        ticket.resolved_at = ticket.resolved_at or now
-    else:
-        ticket.resolved_at = ticket.closed_at = None
 
 
 def is_thanks(text: str) -> bool:
@@ -325,26 +353,6 @@ def oversized(ctx: Context, inbound: Inbound) -> tuple[ParsedAttachment, ...]:
     return tuple(a for a in inbound.attachments if a.size > limits.max_attachment_size)
 
 
-def person(tx: Session, address: Address, now: datetime) -> Person:
-    """The person with this address, created on first sight; a new display name is kept."""
-    found = tx.scalar(select(Person).where(Person.address == address.address))
-    if found is None:
-        found = Person(address=address.address, name=address.name[:200], created_at=now)
-        tx.add(found)
-        tx.flush()
-    elif address.name and not found.name:
-        found.name = address.name[:200]
-    return found
-
-
-def add_participant(tx: Session, ticket: Ticket, who: Person, now: datetime,
-                    actor: str | None = None) -> None:
-    if who.id == ticket.requester_id or any(p.person_id == who.id for p in ticket.participants):
-        return
-    ticket.participants.append(Participant(person_id=who.id, person=who, added_at=now))
-    _event(tx, ticket, now, actor or who.address, "participant_added", who.address)
-
-
 def _may_join(ctx: Context, ticket: Ticket, sender: Address) -> bool:
     if ctx.config.staff.is_staff(sender.address):
         return True
@@ -361,8 +369,3 @@ def _ticket_of_ids(tx: Session, ids: Iterable[str]) -> int | None:
         if message_id in by_id:
             return by_id[message_id]
     return None
-
-
-def _event(tx: Session, ticket: Ticket, now: datetime, actor: str, action: str,
-           detail: str) -> None:
-    tx.add(TicketEvent(ticket_id=ticket.id, at=now, actor=actor, action=action, detail=detail))

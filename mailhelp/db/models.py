@@ -80,6 +80,8 @@ class Ticket(Base):
     first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who or what resolved it last: a staff address, or "auto" for the pending timeout.
+    resolved_by: Mapped[str] = mapped_column(String(320), default="")
 
     requester: Mapped[Person] = relationship(foreign_keys=[requester_id])
     assignee: Mapped[Person | None] = relationship(foreign_keys=[assignee_id])
@@ -90,6 +92,7 @@ class Ticket(Base):
         back_populates="ticket", order_by="Message.id"
     )
     events: Mapped[list[TicketEvent]] = relationship(order_by="TicketEvent.id")
+    survey: Mapped[Survey | None] = relationship(uselist=False)
 
 
 class Participant(Base):
@@ -247,6 +250,43 @@ class MailboxState(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("uq_mailbox_state_account_folder", "account", "folder", unique=True),)
+
+
+class Job(Base):
+    """A piece of timed work (reminder, auto-resolve, auto-close, survey) for a ticket.
+
+    Kept in the database so that a restart loses none and a second runner does none
+    twice: a job is done in the same transaction as the work and the mail it causes.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # done_at or cancelled_at set: the job is over.
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    result: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_jobs_due", "done_at", "cancelled_at", "due_at"),)
+
+
+class Survey(Base):
+    """The satisfaction survey of one ticket: its secret token and the latest answer."""
+
+    __tablename__ = "surveys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rating: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_via: Mapped[str] = mapped_column(String(10), default="")  # mail | web
 
 
 def utcnow() -> datetime:

@@ -274,7 +274,7 @@ class _Handler:
         domain = addr.rpartition("@")[2]
         if domain not in self.relay.domains:
             return f"550 5.7.1 <{address}>: relay access denied (not a local domain)"
-        if addr not in self.relay.users:
+        if _mailbox_of(addr) not in self.relay.users:
             return f"550 5.1.1 <{address}>: user unknown"
         envelope.rcpt_tos.append(addr)
         return "250 2.1.5 OK"
@@ -298,9 +298,13 @@ class _Handler:
         loop = asyncio.get_running_loop()
         failures: list[DeliveryError] = []
         for rcpt in envelope.rcpt_tos:
+            # Subaddressing as Postfix and Dovecot do it: help+42@ lands in help@'s
+            # INBOX, with the address it was sent to in Delivered-To.
+            delivered_to = f"Delivered-To: {rcpt}\r\n".encode() if "+" in rcpt else b""
             try:
                 await loop.run_in_executor(
-                    None, self.relay.delivery.deliver, envelope.mail_from, rcpt, received + data
+                    None, self.relay.delivery.deliver, envelope.mail_from, _mailbox_of(rcpt),
+                    delivered_to + received + data,
                 )
             except DeliveryError as exc:
                 log.warning("delivery to %s failed: %s", rcpt, exc)
@@ -311,3 +315,9 @@ class _Handler:
             return f"451 4.3.0 delivery failed, try again later: {failures[0]}"
         self.relay.delivered += len(envelope.rcpt_tos)
         return f"250 2.0.0 Ok: queued as {queue_id}"
+
+
+def _mailbox_of(address: str) -> str:
+    """``help+42@school.test`` -> ``help@school.test``."""
+    local, _, domain = address.partition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"

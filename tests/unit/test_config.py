@@ -68,7 +68,7 @@ def test_defaults_from_a_minimal_file():
     ("[helpdesk]\nname = \"x\"\n", "helpdesk.address: missing"),
     ("[helpdesk]\naddress = \"nobody\"\n", "helpdesk.address:"),
     (MINIMAL + '[smtp]\nhost = "h"\npassword = "a"\npassword_env = "B"\n',
-     "smtp.password: give only one"),
+     "smtp.password: give only one of password"),
     ("[helpdesk\n", "not valid TOML"),
 ])
 def test_errors_name_the_key(text, expected):

@@ -1,0 +1,62 @@
+"""The small state changes every part of the help desk makes to a ticket.
+
+Used by workflow.py (incoming mail) and lifecycle.py (timed work), inside their
+transactions. A status change also reschedules the ticket's timed work.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import schedule
+from .config import Config
+from .db.models import Participant, Person, Ticket, TicketEvent
+from .parse import Address
+
+
+def person(tx: Session, address: Address, now: datetime) -> Person:
+    """The person with this address, created on first sight; a new display name is kept."""
+    found = tx.scalar(select(Person).where(Person.address == address.address))
+    if found is None:
+        found = Person(address=address.address, name=address.name[:200], created_at=now)
+        tx.add(found)
+        tx.flush()
+    elif address.name and not found.name:
+        found.name = address.name[:200]
+    return found
+
+
+def add_participant(tx: Session, ticket: Ticket, who: Person, now: datetime,
+                    actor: str | None = None) -> None:
+    if who.id == ticket.requester_id or any(p.person_id == who.id for p in ticket.participants):
+        return
+    ticket.participants.append(Participant(person_id=who.id, person=who, added_at=now))
+    event(tx, ticket, now, actor or who.address, "participant_added", who.address)
+
+
+def set_status(tx: Session, config: Config, ticket: Ticket, status: str, actor: str,
+               now: datetime) -> None:
+    """Change the status, record who did it, and reschedule reminders, closing, survey."""
+    if ticket.status == status:
+        return
+    event(tx, ticket, now, actor, "status", f"{ticket.status} -> {status}")
+    ticket.status = status
+    if status == "resolved":
+        ticket.resolved_at, ticket.resolved_by = now, actor
+    elif status == "closed":
+        ticket.closed_at = now
+        ticket.resolved_at = ticket.resolved_at or now
+        ticket.resolved_by = ticket.resolved_by or actor
+    else:
+        ticket.resolved_at = ticket.closed_at = None
+        ticket.resolved_by = ""
+    ticket.updated_at = now
+    schedule.reschedule(tx, config, ticket, now)
+
+
+def event(tx: Session, ticket: Ticket, now: datetime, actor: str, action: str,
+          detail: str) -> None:
+    tx.add(TicketEvent(ticket_id=ticket.id, at=now, actor=actor, action=action, detail=detail))
