@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     retry = failed_commands.add_parser("retry", help="process one (or every) failed message again")
     retry.add_argument("id", type=int, nargs="?", metavar="ID")
 
+    serve = commands.add_parser("serve", help="the web app for one-click survey answers")
+    serve.add_argument("--listen", metavar="HOST:PORT",
+                       help="address to listen on (default: [survey] listen)")
+
     demo = commands.add_parser("demo", help="a self-contained walk-through on this machine")
     demo.add_argument("--imap-server", choices=("auto", "dovecot", "pymap"), default="auto",
                       help="which local IMAP server to start (auto: Dovecot if installed)")
@@ -250,7 +254,17 @@ def cmd_failed(config, args) -> int:
     return 1 if still_failing else 0
 
 
+def cmd_serve(config, args) -> int:
+    from .daemon import App
+    from .web import serve
+
+    app = App.create(config)
+    serve(app, args.listen or config.survey.listen)
+    return 0
+
+
 COMMANDS = {
+    "serve": cmd_serve,
     "init": cmd_init,
     "check": cmd_check,
     "run": cmd_run,

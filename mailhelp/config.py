@@ -153,6 +153,8 @@ class SurveyConfig:
     base_url: str = ""
     secret: Secret = field(default_factory=lambda: Secret("survey.secret"))
     link_lifetime: timedelta = timedelta(days=30)
+    # Where `mailhelp serve` listens (put a TLS reverse proxy in front of it).
+    listen: str = "127.0.0.1:8025"
 
 
 @dataclass(frozen=True)
