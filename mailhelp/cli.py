@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     retry = failed_commands.add_parser("retry", help="process one (or every) failed message again")
     retry.add_argument("id", type=int, nargs="?", metavar="ID")
 
+    report = commands.add_parser("report", help="volumes, response times, satisfaction")
+    report.add_argument("--since", default="30d", metavar="DURATION",
+                        help="how far back (default 30d)")
+    report.add_argument("--format", choices=("text", "json", "html"), default="text")
+
     serve = commands.add_parser("serve", help="the web app for one-click survey answers")
     serve.add_argument("--listen", metavar="HOST:PORT",
                        help="address to listen on (default: [survey] listen)")
@@ -94,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _setup_logging(config, args) -> None:
-    quiet = args.command in ("tickets", "failed", "check")
+    quiet = args.command in ("tickets", "failed", "check", "report")
     level = logging.DEBUG if args.verbose else getattr(logging, config.log.level.upper())
     if quiet and not args.verbose:
         level = logging.WARNING
@@ -254,6 +259,26 @@ def cmd_failed(config, args) -> int:
     return 1 if still_failing else 0
 
 
+def cmd_report(config, args) -> int:
+    from .daemon import App
+    from .durations import parse_duration
+    from .report import as_html, as_text, figures
+
+    try:
+        since = parse_duration(args.since)
+    except ValueError as error:
+        raise UsageError(f"--since: {error}") from None
+    app = App.create(config)
+    now = app.clock()
+    with app.db.sessions() as session:
+        data = figures(session, now - since, now)
+    if args.format == "json":
+        print(json.dumps(data, indent=1))
+    else:
+        print(as_html(data) if args.format == "html" else as_text(data))
+    return 0
+
+
 def cmd_serve(config, args) -> int:
     from .daemon import App
     from .web import serve
@@ -264,6 +289,7 @@ def cmd_serve(config, args) -> int:
 
 
 COMMANDS = {
+    "report": cmd_report,
     "serve": cmd_serve,
     "init": cmd_init,
     "check": cmd_check,

@@ -91,11 +91,23 @@ def test_ingest_from_stdin_and_failed_retry(config):
     assert mailhelp(config, "failed", "retry", "999").returncode == 1
 
 
+def test_report(config):
+    assert mailhelp(config, "ingest", str(DATA / "teacher_projector.eml")).returncode == 0
+    text = mailhelp(config, "report")
+    assert text.returncode == 0 and "tickets created      1" in text.stdout.decode()
+    data = json.loads(mailhelp(config, "report", "--since", "7d", "--format", "json").stdout)
+    assert data["tickets"]["created"] == 1 and data["satisfaction"]["surveys_sent"] == 0
+    html = mailhelp(config, "report", "--format", "html").stdout.decode()
+    assert html.startswith("<!DOCTYPE html>") and "Help desk report" in html
+    assert mailhelp(config, "report", "--since", "soon").returncode == 2
+
+
 def test_python_dash_m_and_help():
     import subprocess
     import sys
 
     done = subprocess.run([sys.executable, "-m", "mailhelp", "--help"], capture_output=True)
     assert done.returncode == 0
-    for command in ("init", "check", "run", "ingest", "tickets", "failed", "demo"):
+    for command in ("init", "check", "run", "ingest", "tickets", "failed", "report", "serve",
+                    "demo"):
         assert command.encode() in done.stdout
