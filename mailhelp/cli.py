@@ -249,14 +249,45 @@ def cmd_failed(config, args) -> int:
         raise MailhelpError(f"no failed message with id {args.id}")
     pipeline = app.pipeline()
     still_failing = 0
+    recovered = []
     for raw_id in ids:
         result = pipeline.process(raw_id)
         still_failing += result.failed
+        if not result.failed:
+            recovered.append(raw_id)
         print(f"{raw_id}: {result.state}" + (f" ({result.error})" if result.failed else ""))
     from .daemon import flush_outbox
 
+    if recovered and config.imap is not None:
+        _refile_recovered(app, recovered)
     flush_outbox(app)
     return 1 if still_failing else 0
+
+
+def _refile_recovered(app, raw_ids: list[int]) -> None:
+    """Move the mailbox copies of messages that now went through out of the failed folder."""
+    from .db.models import RawMessage
+    from .sources.imap import ImapMailbox, connection_errors
+
+    with app.db.sessions() as session:
+        ids = [session.get(RawMessage, i).message_id for i in raw_ids
+               if session.get(RawMessage, i).source.startswith("imap:")]
+    if not ids:
+        return
+    imap = app.config.imap
+    mailbox = ImapMailbox(imap)
+    try:
+        mailbox.connect()
+        mailbox.client.select_folder(imap.failed_folder)
+        uids = [uid for message_id in ids
+                for uid in mailbox.client.search(["HEADER", "Message-ID", message_id])]
+        mailbox.move(uids, imap.processed_folder)
+        print(f"moved {len(uids)} message(s) from {imap.failed_folder} to "
+              f"{imap.processed_folder}")
+    except connection_errors() as error:
+        print(f"mailhelp: could not refile in the mailbox: {error}", file=sys.stderr)
+    finally:
+        mailbox.close()
 
 
 def cmd_report(config, args) -> int:

@@ -289,3 +289,27 @@ def test_check_names_the_failing_login(mail, tmp_path, database_url):
     assert len(failing) == 1 and failing[0].split()[1] == "imap"
     assert "login refused for help@school.test" in failing[0]
     assert "wrong" not in done.stdout.decode()
+
+
+def test_failed_retry_after_a_fix(mail, tmp_path, database_url):
+    broken = tmp_path / "my-templates"
+    broken.mkdir()
+    (broken / "ack.txt.j2").write_text("Subject: [{{ tag }}] {{ ticket.subjet }}\n")
+    config = write_config(tmp_path, database_url, mail,
+                          extra=f'[templates]\ndir = "{broken}"\n')
+    assert mailhelp(config, "init").returncode == 0
+    append(mail, teacher_mail())
+    done = mailhelp(config, "run", "--once")
+    assert b"(1 failed)" in done.stdout
+    [failed] = json.loads(mailhelp(config, "failed", "list", "--json").stdout)
+    assert "ack.txt.j2" in failed["error"] and "subjet" in failed["error"]
+    assert len(mail.messages(HELP, "mailhelp/failed")) == 1
+    # The admin fixes the template and retries.
+    (broken / "ack.txt.j2").unlink()
+    retry = mailhelp(config, "failed", "retry")
+    assert retry.returncode == 0, retry.stdout.decode() + retry.stderr.decode()
+    assert len(tickets(config)) == 1
+    assert mail.messages(HELP, "mailhelp/failed") == []
+    assert len(mail.messages(HELP, "mailhelp/processed")) == 1
+    assert len(mail.wait_for_messages("teacher1@school.test", 1)) == 1
+    assert json.loads(mailhelp(config, "failed", "list", "--json").stdout) == []
