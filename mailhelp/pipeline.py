@@ -67,9 +67,9 @@ class Pipeline:
     def accept(self, arrivals: Sequence[Arrival]) -> list[Result]:
         """Store then process a batch; messages already done are reported, not redone."""
         stored = self.store(arrivals)
-        return [self.process(raw_id, uid) if state == "new"
+        return [self._process(raw_id, uid, arrival.raw) if state == "new"
                 else Result(raw_id, uid, state, None)
-                for raw_id, uid, state in stored]
+                for (raw_id, uid, state), arrival in zip(stored, arrivals, strict=True)]
 
     def store(self, arrivals: Sequence[Arrival]) -> list[tuple[int, int | None, str]]:
         """Write the raw bytes in one transaction; return (raw id, uid, state) per arrival.
@@ -99,9 +99,14 @@ class Pipeline:
         return stored
 
     def process(self, raw_id: int, uid: int | None = None) -> Result:
-        """Parse and apply one stored message in its own transaction."""
+        """Parse and apply one stored message (e.g. a failed one, again)."""
         with self.db.sessions() as session:
             raw_bytes = session.get(RawMessage, raw_id).raw
+        return self._process(raw_id, uid, raw_bytes)
+
+    def _process(self, raw_id: int, uid: int | None, raw_bytes: bytes) -> Result:
+        # Parsing happens outside the transaction: it is the slow part, and SQLite
+        # holds its write lock for the whole of a transaction.
         try:
             inbound = parse(raw_bytes)
             outcome = self._apply(raw_id, inbound)
