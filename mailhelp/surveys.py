@@ -109,7 +109,7 @@ def verify(secret: str, signed: str, now: datetime) -> tuple[str, int] | None:
         token, rating, expires, mac = signed.split(".")
         expected = sign(secret, token, int(rating),
                         datetime.fromtimestamp(int(expires), tz=now.tzinfo))
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         return None
     if not hmac.compare_digest(expected.rsplit(".", 1)[1], mac):
         return None
