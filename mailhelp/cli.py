@@ -159,10 +159,14 @@ def cmd_run(config, args) -> int:
     if not args.once:
         run_daemon(app)
         return 0
+    from sqlalchemy.exc import OperationalError
+
     from .sources.imap import connection_errors
 
     try:
         summary = run_once(app)
+    except OperationalError as error:
+        raise MailhelpError(f"database: {str(error.orig).splitlines()[0]}") from error
     except connection_errors() as error:
         raise MailhelpError(f"imap: {error}") from error
     print(f"processed {summary.taken} message(s) ({summary.failed} failed); "
@@ -187,7 +191,9 @@ def cmd_ingest(config, args) -> int:
                 raise UsageError(f"{name}: {error.strerror}") from error
     else:
         arrivals = [Arrival(sys.stdin.buffer.read(), "ingest")]
-    results = app.pipeline().accept(arrivals)
+    pipeline = app.pipeline()
+    pipeline.sweep()
+    results = pipeline.accept(arrivals)
     for result in results:
         if result.failed:
             # Stored all the same: 'mailhelp failed retry' takes it up after a fix.

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import OperationalError
+
 from .config import Config
 from .db.session import Database
 from .errors import MailhelpError
@@ -38,9 +40,17 @@ class App:
 
     @classmethod
     def create(cls, config: Config, now: datetime | None = None) -> App:
+        from .db.migrate import current_revision, head_revision
+
         db = Database(config.database.url)
         if not db.schema_ready():
             raise MailhelpError("database: no schema yet; run 'mailhelp init' first")
+        current, head = current_revision(db), head_revision(db)
+        if current != head:
+            # Writing with an older schema would fail on every message and send them
+            # all to the failed folder; better not to start.
+            raise MailhelpError(f"database: schema {current} is older than this mailhelp's "
+                                f"{head}; run 'mailhelp init' to upgrade it")
         clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
         return cls(config, db, clock)
 
@@ -66,6 +76,7 @@ def run_once(app: App) -> OnceSummary:
     from .sources.imap import ImapMailbox, MailboxSync
 
     summary = OnceSummary()
+    app.pipeline().sweep()
     if app.config.imap is not None:
         mailbox = ImapMailbox(app.config.imap)
         mailbox.connect()
@@ -166,7 +177,9 @@ def run_daemon(app: App, stop: threading.Event | None = None) -> None:
     sender.start()
     sender.ready.wait(5)
     mailbox = ImapMailbox(imap)
-    sync = MailboxSync(mailbox, app.pipeline(), app.db)
+    pipeline = app.pipeline()
+    sync = MailboxSync(mailbox, pipeline, app.db)
+    pipeline.sweep()
     backoff = 1.0
     log.info("action=daemon_start folder=%s host=%s", imap.folder, imap.host)
     try:
@@ -185,12 +198,15 @@ def run_daemon(app: App, stop: threading.Event | None = None) -> None:
                         sender.kick()
                     mailbox.wait(_until_next_job(app, imap.idle_restart.total_seconds()),
                                  stop.is_set)
-            except connection_errors() as error:
+            except (*connection_errors(), OperationalError) as error:
                 mailbox.close()
                 if stop.is_set():
                     break
-                log.warning("action=imap_disconnected error=%s retry_in=%.0fs",
-                            str(error) or type(error).__name__, backoff)
+                what = "database_error" if isinstance(error, OperationalError) \
+                    else "imap_disconnected"
+                log.warning("action=%s error=%s retry_in=%.0fs", what,
+                            str(error).splitlines()[0] if str(error) else type(error).__name__,
+                            backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
     finally:

@@ -12,10 +12,10 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .config import Config
 from .db.models import RawMessage
@@ -98,6 +98,15 @@ class Pipeline:
                 stored.append((row.id, arrival.uid, row.state))
         return stored
 
+    def sweep(self, older_than: timedelta = timedelta(minutes=1)) -> list[Result]:
+        """Process stored messages a crash left ``new`` (from ingest; IMAP ones are
+        found again in the inbox by their UID)."""
+        with self.db.sessions() as session:
+            ids = list(session.scalars(select(RawMessage.id).where(
+                RawMessage.state == "new", RawMessage.uid.is_(None),
+                RawMessage.received_at < self.clock() - older_than).order_by(RawMessage.id)))
+        return [self.process(raw_id) for raw_id in ids]
+
     def process(self, raw_id: int, uid: int | None = None) -> Result:
         """Parse and apply one stored message (e.g. a failed one, again)."""
         with self.db.sessions() as session:
@@ -110,6 +119,10 @@ class Pipeline:
         try:
             inbound = parse(raw_bytes)
             outcome = self._apply(raw_id, inbound)
+        except OperationalError:
+            # The database is away or locked: not this message's fault. It stays where
+            # it is (stored, state "new", still in the inbox) for the next pass.
+            raise
         except Exception as error:  # one bad message must never stop the others
             reason = _describe(error)
             log.error("raw=%s uid=%s action=failed error=%s", raw_id, uid, reason,

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import ConfigError, MailhelpError
 
+WRITE = "mailhelp_write"
+
 
 class Database:
     """An engine and its session factory, set up for the dialect at hand."""
@@ -45,6 +47,8 @@ class Database:
 def transaction(db: Database) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
     with db.sessions() as session, session.begin():
+        # Marks the connection as a writer: on SQLite it takes the write lock up front.
+        session.connection(execution_options={WRITE: True})
         yield session
 
 
@@ -66,6 +70,8 @@ def _sqlite_engine(url: str) -> Engine:
     def _begin(connection) -> None:
         # A deferred BEGIN loses updates or fails with "database is locked" when the
         # daemon and a CLI command write at once; IMMEDIATE takes the lock up front.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads stay deferred, so they never queue behind a writer (WAL lets them run).
+        write = connection.get_execution_options().get(WRITE)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
