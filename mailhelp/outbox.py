@@ -21,7 +21,7 @@ from .config import Config
 from .db.models import Message, Outbox, Suppression, Ticket
 from .parse import Address, Attachment
 from .storage import safe_filename
-from .templating import render
+from .templating import Rendered, render
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,11 @@ def subject_tag(config: Config, ticket_id: int) -> str:
     return config.helpdesk.subject_tag.format(id=ticket_id)
 
 
-def compose(config: Config, ticket: Ticket, draft: Draft, now: datetime) -> EmailMessage:
+def compose(config: Config, ticket: Ticket, draft: Draft, now: datetime,
+            rendered: Rendered | None = None) -> EmailMessage:
     """Render a draft into a complete message (text and HTML parts, threading headers)."""
-    rendered = render(draft.template or draft.kind, draft.variables, config.templates.dir)
+    rendered = rendered or render(draft.template or draft.kind, draft.variables,
+                                  config.templates.dir)
     helpdesk = config.helpdesk
     mail = EmailMessage()
     sender = Address(draft.from_name or helpdesk.name, helpdesk.address)
@@ -101,7 +103,8 @@ def enqueue(
         return None
     if not draft.to:
         draft = replace(draft, to=draft.cc[:1], cc=draft.cc[1:])
-    mail = compose(config, ticket, draft, now)
+    rendered = render(draft.template or draft.kind, draft.variables, config.templates.dir)
+    mail = compose(config, ticket, draft, now, rendered)
     held = hold_reason(tx, config, ticket, draft, now)
     message = Message(
         ticket_id=ticket.id,
@@ -114,17 +117,15 @@ def enqueue(
         from_name=draft.from_name or config.helpdesk.name,
         to=[a.address for a in draft.to],
         cc=[a.address for a in draft.cc],
-        subject=str(mail["Subject"]),
+        subject=rendered.subject,
         date=now,
-        text=mail.get_body(("plain",)).get_content(),
-        body=mail.get_body(("plain",)).get_content(),
+        text=rendered.text,
+        body=rendered.text,
         created_at=now,
     )
-    tx.add(message)
-    tx.flush()
     row = Outbox(
         ticket_id=ticket.id,
-        message_row_id=message.id,
+        message_row=message,
         kind=draft.kind,
         message_id=message.message_id,
         mail_from=config.helpdesk.address,
