@@ -110,9 +110,8 @@ def _setup_logging(config, args) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Library chatter is not our events; keep their warnings, drop their debug lines.
-    for noisy in ("imapclient", "aiosmtplib", "alembic", "mailparser", "sqlalchemy"):
+    for noisy in ("imapclient", "aiosmtplib", "alembic", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
 
 def cmd_init(config, args) -> int:

@@ -42,7 +42,6 @@ def run_demo(keep: bool = False, imap_server: str = "auto") -> int:
     from .localmail import LocalMail
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("mailparser").setLevel(logging.CRITICAL)
     workdir = Path(tempfile.mkdtemp(prefix="mailhelp-demo-"))
     say(f"mailhelp demo — working in {workdir}")
     say("Starting local mail servers on 127.0.0.1 ...")

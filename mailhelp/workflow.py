@@ -328,7 +328,7 @@ def _record(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: Ra
     message = Message(
         ticket_id=ticket.id, direction="in", kind=kind, message_id=inbound.message_id,
         in_reply_to=inbound.in_reply_to, references=list(inbound.references),
-        from_address=inbound.sender.address, from_name=inbound.sender.name,
+        from_address=inbound.sender.address[:320], from_name=inbound.sender.name[:200],
         to=[a.address for a in inbound.to], cc=[a.address for a in inbound.cc],
         subject=inbound.subject, date=inbound.date, text=text, body=inbound.text,
         thread_reason=reason, raw_id=raw.id, created_at=now)
