@@ -150,7 +150,8 @@ def cmd_check(config, args) -> int:
 
 
 def cmd_run(config, args) -> int:
-    from .daemon import App, run_daemon, run_once
+    from .app import App
+    from .daemon import run_daemon, run_once
 
     if args.now and not args.once:
         raise UsageError("--now goes with --once")
@@ -176,7 +177,7 @@ def cmd_run(config, args) -> int:
 
 
 def cmd_ingest(config, args) -> int:
-    from .daemon import App, flush_outbox
+    from .app import App, flush_outbox
     from .pipeline import Arrival
 
     app = App.create(config)
@@ -202,7 +203,7 @@ def cmd_ingest(config, args) -> int:
 
 
 def cmd_tickets(config, args) -> int:
-    from .daemon import App
+    from .app import App
     from .views import ticket_json, ticket_line, ticket_messages, ticket_query, ticket_text
 
     app = App.create(config)
@@ -229,7 +230,7 @@ def cmd_tickets(config, args) -> int:
 def cmd_failed(config, args) -> int:
     from sqlalchemy import select
 
-    from .daemon import App
+    from .app import App
     from .db.models import RawMessage
     from .db.session import transaction
     from .views import failed_json
@@ -261,7 +262,7 @@ def cmd_failed(config, args) -> int:
         if not result.failed:
             recovered.append(raw_id)
         print(f"{raw_id}: {result.state}" + (f" ({result.error})" if result.failed else ""))
-    from .daemon import flush_outbox
+    from .app import flush_outbox
 
     if recovered and config.imap is not None:
         _refile_recovered(app, recovered)
@@ -296,7 +297,7 @@ def _refile_recovered(app, raw_ids: list[int]) -> None:
 
 
 def cmd_report(config, args) -> int:
-    from .daemon import App
+    from .app import App
     from .durations import parse_duration
     from .report import as_html, as_text, figures
 
@@ -316,7 +317,7 @@ def cmd_report(config, args) -> int:
 
 
 def cmd_serve(config, args) -> int:
-    from .daemon import App
+    from .app import App
     from .web import serve
 
     app = App.create(config)

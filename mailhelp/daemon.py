@@ -12,53 +12,17 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy.exc import OperationalError
 
-from .config import Config
-from .db.session import Database
-from .errors import MailhelpError
+from .app import App, flush_outbox
 from .lifecycle import next_due, run_due
-from .pipeline import Pipeline
-from .smtp import FlushStats, OutboxSender
+from .smtp import OutboxSender
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
-
-
-@dataclass
-class App:
-    """Everything one run needs, wired once."""
-
-    config: Config
-    db: Database
-    clock: Callable[[], datetime]
-
-    @classmethod
-    def create(cls, config: Config, now: datetime | None = None) -> App:
-        from .db.migrate import current_revision, head_revision
-
-        db = Database(config.database.url)
-        if not db.schema_ready():
-            raise MailhelpError("database: no schema yet; run 'mailhelp init' first")
-        current, head = current_revision(db), head_revision(db)
-        if current != head:
-            # Writing with an older schema would fail on every message and send them
-            # all to the failed folder; better not to start.
-            raise MailhelpError(f"database: schema {current} is older than this mailhelp's "
-                                f"{head}; run 'mailhelp init' to upgrade it")
-        clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
-        return cls(config, db, clock)
-
-    def pipeline(self) -> Pipeline:
-        return Pipeline(self.config, self.db, self.clock)
-
-    def sender(self) -> OutboxSender:
-        return OutboxSender(self.config.require_smtp(), self.db, self.clock)
 
 
 @dataclass
@@ -93,20 +57,6 @@ def run_once(app: App) -> OnceSummary:
     stats = flush_outbox(app)
     summary.sent, summary.deferred, summary.send_failed = stats.sent, stats.deferred, stats.failed
     return summary
-
-
-def flush_outbox(app: App) -> FlushStats:
-    if app.config.smtp is None:
-        return FlushStats()
-    sender = app.sender()
-
-    async def flush() -> FlushStats:
-        try:
-            return await sender.flush()
-        finally:
-            await sender.close()
-
-    return asyncio.run(flush())
 
 
 class SenderThread(threading.Thread):

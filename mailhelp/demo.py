@@ -59,7 +59,8 @@ def run_demo(keep: bool = False, imap_server: str = "auto") -> int:
 
 def walk_through(config_path: Path, servers, keep: bool) -> int:
     from . import config as config_module
-    from .daemon import App, run_daemon
+    from .app import App
+    from .daemon import run_daemon
     from .db.migrate import upgrade
     from .db.session import Database
     from .sources.imap import ImapMailbox

@@ -38,8 +38,8 @@ from .tickets import event
 if TYPE_CHECKING:
     import uvicorn
 
+    from .app import App
     from .config import Config
-    from .daemon import App
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import ConfigError, MailhelpError
@@ -38,6 +38,17 @@ class Database:
             return inspect(self.engine).has_table("tickets")
         except OperationalError as error:
             raise MailhelpError(f"database: cannot connect: {error.orig}") from error
+
+    def schema_revision(self) -> str | None:
+        """The migration the database is at (read directly: importing Alembic is slow)."""
+        try:
+            with self.engine.connect() as connection:
+                return connection.exec_driver_sql(
+                    "SELECT version_num FROM alembic_version").scalar()
+        except OperationalError:
+            return None
+        except DBAPIError:
+            return None
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 
 from mailhelp import config as config_module
 from mailhelp import web
-from mailhelp.daemon import App
+from mailhelp.app import App
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import Outbox, Survey, Ticket, TicketEvent
 from mailhelp.db.session import Database

@@ -20,6 +20,16 @@ def test_upgrade_to_head_matches_the_models(database_url):
     assert differences == []
 
 
+def test_the_head_mailhelp_expects_is_alembics_head(database_url):
+    from mailhelp.db import SCHEMA_HEAD
+
+    db = Database(database_url)
+    assert head_revision(db) == SCHEMA_HEAD
+    upgrade(db)
+    assert db.schema_revision() == SCHEMA_HEAD
+    db.dispose()
+
+
 def test_upgrade_is_idempotent(database_url):
     db = Database(database_url)
     upgrade(db)
