@@ -5,11 +5,32 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STAFF = ("tech1@school.test", "tech2@school.test")
+
+
+def desk_config(tmp_path: Path, database_url: str, extra: str = "",
+                staff: tuple[str, ...] = ("tech1@school.test",)):
+    """A config for in-process tests: this database, attachments under ``tmp_path``, and
+    ``extra`` (whole TOML sections) on top."""
+    from mailhelp import config as config_module
+
+    addresses = ", ".join(f'"{a}"' for a in staff)
+    return config_module.loads(textwrap.dedent(f"""
+        [helpdesk]
+        name = "Springfield SD Help Desk"
+        address = "help@school.test"
+        [database]
+        url = "{database_url}"
+        [staff]
+        addresses = [{addresses}]
+        [storage]
+        attachments_dir = "{tmp_path / 'att'}"
+        """) + textwrap.dedent(extra))
 
 
 def write_config(tmp_path: Path, database_url: str, mail=None, *, smtp_port: int | None = None,

@@ -29,7 +29,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from mailhelp import config as config_module
 from mailhelp import web
 from mailhelp.app import App
 from mailhelp.db.migrate import upgrade
@@ -38,6 +37,7 @@ from mailhelp.db.session import Database
 from mailhelp.lifecycle import run_due
 from mailhelp.pipeline import Arrival, Pipeline
 from mailhelp.surveys import sign
+from tests.helpers import desk_config as base_config
 
 pytestmark = pytest.mark.integration
 
@@ -88,16 +88,7 @@ class Site:
 
 
 def desk_config(tmp_path: Path, database_url: str, origin: str, secret: str = SECRET):
-    return config_module.loads(f"""
-        [helpdesk]
-        name = "Springfield SD Help Desk"
-        address = "help@school.test"
-        [database]
-        url = "{database_url}"
-        [staff]
-        addresses = ["tech1@school.test"]
-        [storage]
-        attachments_dir = "{tmp_path / 'att'}"
+    return base_config(tmp_path, database_url, f"""
         [survey]
         base_url = "{origin}/survey"
         secret = "{secret}"

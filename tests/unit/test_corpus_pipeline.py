@@ -8,28 +8,19 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from mailhelp import config as config_module
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import RawMessage
 from mailhelp.db.session import Database
 from mailhelp.pipeline import Arrival, Pipeline
 from tests.corpus import CORPUS, corpus_rows
+from tests.helpers import desk_config
 
 
 def test_the_whole_corpus_goes_through(tmp_path, database_url):
     rows = [r for r in corpus_rows() if "body-only" not in r["tag"]]
     if not rows:
         pytest.skip(f"mail corpus not found at {CORPUS}; set MAILHELP_CORPUS to run this")
-    config = config_module.loads(f"""
-        [helpdesk]
-        address = "help@school.test"
-        [database]
-        url = "{database_url}"
-        [staff]
-        addresses = ["tech1@school.test"]
-        [storage]
-        attachments_dir = "{tmp_path / 'att'}"
-        """)
+    config = desk_config(tmp_path, database_url)
     db = Database(database_url)
     upgrade(db)
     pipeline = Pipeline(config, db, lambda: datetime(2026, 11, 23, tzinfo=UTC))

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from mailhelp import config as config_module
 from mailhelp.authenticity import FAILED, UNKNOWN, VERIFIED, check
 from mailhelp.bounces import analyse
 from mailhelp.db.migrate import upgrade
@@ -18,6 +17,7 @@ from mailhelp.db.session import Database
 from mailhelp.parse import parse
 from mailhelp.pipeline import Arrival, Pipeline
 from tests.corpus import CORPUS, corpus_rows
+from tests.helpers import desk_config
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 
@@ -27,16 +27,7 @@ def make_pipeline(tmp_path, database_url):
     made = []
 
     def make(extra: str = "") -> Pipeline:
-        config = config_module.loads(f"""
-            [helpdesk]
-            address = "help@school.test"
-            [database]
-            url = "{database_url}"
-            [staff]
-            addresses = ["tech1@school.test"]
-            [storage]
-            attachments_dir = "{tmp_path / 'att'}"
-            """ + extra)
+        config = desk_config(tmp_path, database_url, extra)
         db = Database(database_url)
         upgrade(db)
         clock = {"now": NOW}

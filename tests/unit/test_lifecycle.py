@@ -10,30 +10,20 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pytest
 from sqlalchemy import select
 
-from mailhelp import config as config_module
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import Job, Outbox, Survey, Ticket, TicketEvent
 from mailhelp.db.session import Database
 from mailhelp.lifecycle import run_due
 from mailhelp.pipeline import Arrival, Pipeline
 from mailhelp.surveys import read_answer, sign, verify
+from tests.helpers import desk_config
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 
 class Desk:
     def __init__(self, tmp_path, database_url, survey="after_auto_resolve = true"):
-        self.config = config_module.loads(f"""
-            [helpdesk]
-            address = "help@school.test"
-            [database]
-            url = "{database_url}"
-            [staff]
-            addresses = ["tech1@school.test"]
-            [storage]
-            attachments_dir = "{tmp_path / 'att'}"
-            [survey]
-            """ + survey)
+        self.config = desk_config(tmp_path, database_url, "[survey]\n" + survey)
         self.db = Database(database_url)
         upgrade(self.db)
         self.now = T0

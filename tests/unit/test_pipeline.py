@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from mailhelp import config as config_module
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import Message, Outbox, RawMessage, Ticket, TicketEvent
 from mailhelp.db.session import Database
 from mailhelp.pipeline import Arrival, Pipeline
+from tests.helpers import desk_config
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -22,17 +22,8 @@ NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 
 @pytest.fixture
 def pipeline(tmp_path, database_url) -> Pipeline:
-    config = config_module.loads(f"""
-        [helpdesk]
-        name = "Springfield SD Help Desk"
-        address = "help@school.test"
-        [database]
-        url = "{database_url}"
-        [staff]
-        addresses = ["tech1@school.test", "tech2@school.test"]
-        [storage]
-        attachments_dir = "{tmp_path / 'attachments'}"
-        """)
+    config = desk_config(tmp_path, database_url,
+                         staff=("tech1@school.test", "tech2@school.test"))
     db = Database(database_url)
     upgrade(db)
     yield Pipeline(config, db, lambda: NOW)

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from mailhelp import config as config_module
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import Outbox, TicketEvent
 from mailhelp.db.session import Database, transaction
 from mailhelp.localmail import free_port
 from mailhelp.pipeline import Arrival, Pipeline
 from mailhelp.smtp import OutboxSender
+from tests.helpers import desk_config
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 
@@ -53,21 +53,13 @@ def smtp_server():
 @pytest.fixture
 def setup(tmp_path, database_url, smtp_server):
     handler, port = smtp_server
-    config = config_module.loads(f"""
-        [helpdesk]
-        address = "help@school.test"
-        [database]
-        url = "{database_url}"
+    config = desk_config(tmp_path, database_url, f"""
         [smtp]
         host = "127.0.0.1"
         port = {port}
         security = "none"
         retry_delay = "1m"
         max_attempts = 3
-        [staff]
-        addresses = ["tech1@school.test"]
-        [storage]
-        attachments_dir = "{tmp_path / 'att'}"
         """)
     db = Database(database_url)
     upgrade(db)
