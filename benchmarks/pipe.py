@@ -1,0 +1,54 @@
+"""Benchmark 3: ``mailhelp ingest < message`` as an MTA pipe alias runs it.
+
+A fresh process per message, wall time from spawn to exit, over the first messages of
+the teacher stream (requests and replies threading onto them). Two configs: with the
+SMTP sink up (the acknowledgement is sent before the process exits) and with no
+[smtp] section (the mail stays in the outbox). References: the interpreter alone
+(``python -c pass``) and the import of the command line (``import mailhelp.cli``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from .harness import Bench, Database, mailhelp
+from .processes import run_process
+from .teachermail import TeacherMail
+
+
+@dataclass
+class PipeRun:
+    with_smtp: list[float] = field(default_factory=list)
+    without_smtp: list[float] = field(default_factory=list)
+    python: list[float] = field(default_factory=list)
+    import_cli: list[float] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def run(bench: Bench, count: int, seed: int) -> PipeRun:
+    result = PipeRun()
+    messages = list(TeacherMail(seed).messages(count))
+    expected = sum(m.expected_mails for m in messages)
+    for smtp, times in ((True, result.with_smtp), (False, result.without_smtp)):
+        directory = bench.workdir("pipe-smtp" if smtp else "pipe-nosmtp")
+        db = Database("sqlite", directory)
+        config = bench.config(directory, db.url, imap=False, smtp=smtp)
+        mailhelp(config, "init")
+        bench.sink.reset()
+        for message in messages:
+            done = mailhelp(config, "ingest", stdin=message.raw)
+            times.append(done.seconds)
+        if smtp and not bench.sink.wait_for(expected, timeout=10):
+            result.problems.append(f"with smtp: {bench.sink.count} of {expected} mails sent")
+        queued = db.scalar("SELECT count(*) FROM outbox")
+        if queued != expected:
+            result.problems.append(f"{queued} outbox rows, expected {expected}")
+    for code, times in (("pass", result.python), ("import mailhelp.cli", result.import_cli)):
+        for _ in range(count):
+            done = run_process([sys.executable, "-c", code])
+            if done.returncode != 0:
+                result.problems.append(f"python -c {code!r} failed: {done.output[-200:]}")
+            times.append(done.seconds)
+    bench.sink.reset()
+    return result
