@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from .app import App, flush_outbox
 from .lifecycle import next_due, run_due
-from .smtp import OutboxSender
+from .smtp import FlushStats, OutboxSender
 
 log = logging.getLogger(__name__)
 
@@ -36,25 +36,40 @@ class OnceSummary:
 
 
 def run_once(app: App) -> OnceSummary:
-    """Process every waiting message, then flush the outbox once."""
+    """Process every waiting message and due job, then flush the outbox.
+
+    Mail goes out while later batches are still being processed (as in the daemon),
+    each sent once: the last flush runs after the sender thread has stopped.
+    """
     from .sources.imap import ImapMailbox, MailboxSync
 
     summary = OnceSummary()
     app.pipeline().sweep()
+    sender = SenderThread(app, retry=False) if app.config.smtp is not None else None
     if app.config.imap is not None:
         mailbox = ImapMailbox(app.config.imap)
         mailbox.connect()
+        if sender is not None:
+            sender.start()
+            sender.ready.wait(5)
         try:
             mailbox.ensure_folders()
 
-            def count(results) -> None:
+            def batch_done(results) -> None:
                 summary.failed += sum(r.failed for r in results)
+                if sender is not None:
+                    sender.kick()
 
-            summary.taken = MailboxSync(mailbox, app.pipeline(), app.db).drain(count)
+            summary.taken = MailboxSync(mailbox, app.pipeline(), app.db).drain(batch_done)
         finally:
             mailbox.close()
+            if sender is not None and sender.is_alive():
+                sender.stop()
+                sender.join()
     summary.jobs = run_due(app.db, app.config, app.clock)
     stats = flush_outbox(app)
+    if sender is not None:
+        stats = stats + sender.stats
     summary.sent, summary.deferred, summary.send_failed = stats.sent, stats.deferred, stats.failed
     return summary
 
@@ -62,9 +77,12 @@ def run_once(app: App) -> OnceSummary:
 class SenderThread(threading.Thread):
     """Delivers the outbox whenever kicked, and retries when a deferred mail falls due."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, retry: bool = True) -> None:
         super().__init__(name="mailhelp-sender", daemon=True)
         self.app = app
+        # run --once retries in its final flush only; the daemon retries as mail falls due.
+        self.retry = retry
+        self.stats = FlushStats()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.wake: asyncio.Event | None = None
         self.ready = threading.Event()
@@ -90,7 +108,7 @@ class SenderThread(threading.Thread):
             while not self.stopping:
                 self.wake.clear()
                 try:
-                    await sender.flush()
+                    self.stats = self.stats + await sender.flush()
                 except Exception:  # a database hiccup must not end delivery for good
                     log.exception("action=send_loop_error")
                 await self._sleep_until_due(sender)
@@ -98,7 +116,7 @@ class SenderThread(threading.Thread):
             await sender.close()
 
     async def _sleep_until_due(self, sender: OutboxSender) -> None:
-        due = sender.next_due()
+        due = sender.next_due() if self.retry else None
         timeout = 30.0
         if due is not None:
             timeout = max(0.05, min(timeout, (due - self.app.clock()).total_seconds()))

@@ -33,6 +33,7 @@ LOOP_HEADER = "X-Mailhelp-Loop"
 # staff notifications are limited per ticket only. Relays of a person's answer never.
 TO_REQUESTERS = ("ack", "status", "reminder", "survey")
 RATE_LIMITED = (*TO_REQUESTERS, "notification")
+LIMITS_MEMO = "mailhelp_limits"
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,8 @@ def enqueue(
     )
     tx.add(row)
     tx.flush()
+    if not held:
+        _count_queued(tx, ticket, draft)
     if held:
         log.warning("ticket=%s message=%s action=suppressed kind=%s to=%s outbox=%s reason=%s",
                     ticket.id, message.message_id, draft.kind, ",".join(row.recipients), row.id,
@@ -151,29 +154,64 @@ def enqueue(
 
 
 def hold_reason(tx: Session, config: Config, ticket: Ticket, draft: Draft, now: datetime) -> str:
-    """Why an automatic mail must not go out now, or '' (human answers are never held)."""
+    """Why an automatic mail must not go out now, or '' (human answers are never held).
+
+    The counts are read once per transaction and kept up to date in ``tx.info`` as
+    mail is queued: one message causes several mails, and each used to ask again.
+    """
     if draft.kind not in RATE_LIMITED:
         return ""
-    limits = config.limits
-    recipients = [a.address for a in (*draft.to, *draft.cc)]
-    bounced = tx.scalar(select(Suppression.address).where(
-        Suppression.address.in_(recipients), Suppression.until > now).limit(1))
-    if bounced and draft.kind in TO_REQUESTERS:
-        return f"{bounced} bounced lately: no automatic mail until the suppression ends"
+    limits, memo = config.limits, _limits_memo(tx)
     since = now - timedelta(hours=1)
     recent = select(func.count()).select_from(Outbox).where(
         Outbox.created_at >= since, Outbox.status != "suppressed")
-    on_ticket = tx.scalar(recent.where(Outbox.ticket_id == ticket.id,
-                                       Outbox.kind.in_(RATE_LIMITED)))
+    if draft.kind in TO_REQUESTERS:
+        recipients = [a.address for a in (*draft.to, *draft.cc)]
+        unknown = [r for r in recipients if r not in memo["bounced"]]
+        if unknown:
+            found = set(tx.scalars(select(Suppression.address).where(
+                Suppression.address.in_(unknown), Suppression.until > now)))
+            memo["bounced"].update({r: r in found for r in unknown})
+        bounced = next((r for r in recipients if memo["bounced"][r]), None)
+        if bounced:
+            return f"{bounced} bounced lately: no automatic mail until the suppression ends"
+    if ticket.id not in memo["ticket"]:
+        memo["ticket"][ticket.id] = tx.scalar(recent.where(
+            Outbox.ticket_id == ticket.id, Outbox.kind.in_(RATE_LIMITED)))
+    on_ticket = memo["ticket"][ticket.id]
     if on_ticket >= limits.auto_mails_per_ticket:
         return f"rate limit: {on_ticket} automatic mails on this ticket in the last hour"
     if draft.kind in TO_REQUESTERS:
-        to_address = tx.scalar(recent.where(Outbox.to_address == draft.to[0].address,
-                                            Outbox.kind.in_(TO_REQUESTERS)))
-        if to_address >= limits.auto_mails_per_address:
-            return (f"rate limit: {to_address} automatic mails to {draft.to[0].address} "
+        address = draft.to[0].address
+        if address not in memo["address"]:
+            memo["address"][address] = tx.scalar(recent.where(
+                Outbox.to_address == address, Outbox.kind.in_(TO_REQUESTERS)))
+        if memo["address"][address] >= limits.auto_mails_per_address:
+            return (f"rate limit: {memo['address'][address]} automatic mails to {address} "
                     "in the last hour")
     return ""
+
+
+def _limits_memo(tx: Session) -> dict:
+    return tx.info.setdefault(LIMITS_MEMO, {"ticket": {}, "address": {}, "bounced": {}})
+
+
+def _count_queued(tx: Session, ticket: Ticket, draft: Draft) -> None:
+    memo = _limits_memo(tx)
+    if draft.kind in RATE_LIMITED and ticket.id in memo["ticket"]:
+        memo["ticket"][ticket.id] += 1
+    if draft.kind in TO_REQUESTERS and draft.to[0].address in memo["address"]:
+        memo["address"][draft.to[0].address] += 1
+
+
+def note_new_ticket(tx: Session, ticket: Ticket) -> None:
+    """A ticket made in ``tx`` has sent nothing yet: no need to count (a range scan)."""
+    _limits_memo(tx)["ticket"][ticket.id] = 0
+
+
+def forget_limits(tx: Session) -> None:
+    """After adding a suppression in ``tx``: the memo no longer tells the truth."""
+    tx.info.pop(LIMITS_MEMO, None)
 
 
 def _dedupe(ids: Sequence[str]) -> list[str]:

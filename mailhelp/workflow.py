@@ -27,6 +27,7 @@ from .db.models import (
     Survey,
     Ticket,
 )
+from .outbox import forget_limits, note_new_ticket
 from .parse import Address, Inbound
 from .parse import Attachment as ParsedAttachment
 from .quoting import new_text_of
@@ -123,6 +124,7 @@ def _new_ticket(tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, no
                     linked_ticket_id=linked.id if linked else None)
     tx.add(ticket)
     tx.flush()
+    note_new_ticket(tx, ticket)
     for colleague in inbound.cc:
         if is_help_address(colleague.address, config.helpdesk.address):
             continue
@@ -274,6 +276,7 @@ def _bounce(tx: Session, ctx: Context, ticket: Ticket | None, inbound: Inbound,
         for address in failed:
             tx.add(Suppression(address=address, until=until, reason=f"bounce on #{ticket.id}",
                                created_at=now))
+        forget_limits(tx)
     _record(tx, ctx, ticket, inbound, raw, "bounce", "bounce", inbound.text, now)
     event(tx, ticket, now, "system", "bounced",
            f"{', '.join(failed) or 'unknown recipient'} ({', '.join(r.kind for r in returned)})")
