@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from .parse import Inbound
+from .threading import is_help_address
 
 HUMAN = "human"
 AUTO_REPLY = "auto_reply"
@@ -54,9 +55,7 @@ def classify(inbound: Inbound, help_address: str, spam_header: str = "x-spam-sco
 
 
 def _own_mail(inbound: Inbound, help_address: str) -> Verdict | None:
-    local, _, domain = help_address.partition("@")
-    sender = inbound.sender.address
-    if sender == help_address or (sender.startswith(local + "+") and sender.endswith("@" + domain)):
+    if is_help_address(inbound.sender.address, help_address):
         return Verdict(LOOP, "sent from the help address itself")
     if help_address in (v.lower() for v in inbound.headers.get("x-mailhelp-loop", ())):
         return Verdict(LOOP, "carries our X-Mailhelp-Loop header")
