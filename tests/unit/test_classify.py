@@ -6,6 +6,7 @@ import pytest
 
 from mailhelp.classify import AUTO_REPLY, BOUNCE, HUMAN, LOOP, SPAM, classify
 from mailhelp.parse import parse
+from tests.corpus import CORPUS, corpus_rows, skip_without_corpus
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 HELP = "help@school.test"
@@ -63,7 +64,6 @@ def test_a_teacher_is_human():
 # its RFC 3834 auto-replies and ARF complaints, flanker's bounces.
 
 def corpus_paths(*prefixes: str) -> list:
-    from tests.corpus import corpus_rows
 
     found = [r["path"] for r in corpus_rows() if "sisimai" in r["path"] or "flanker" in r["path"]]
     return [p for p in found if p.split("/")[-1].startswith(prefixes) or
@@ -71,8 +71,6 @@ def corpus_paths(*prefixes: str) -> list:
 
 
 def verdict_of(path: str):
-    from tests.corpus import CORPUS
-
     return classify(parse((CORPUS / path).read_bytes()), HELP)
 
 
@@ -81,7 +79,7 @@ def verdict_of(path: str):
 def test_corpus_bounces_of_common_mtas(mta):
     paths = corpus_paths(f"lhost-{mta}-")
     if not paths:
-        pytest.skip("mail corpus not found (set MAILHELP_CORPUS)")
+        skip_without_corpus()
     kinds = [verdict_of(p).kind for p in paths]
     assert kinds.count(BOUNCE) / len(kinds) >= 0.9, list(zip(paths, kinds, strict=True))
 
@@ -89,7 +87,7 @@ def test_corpus_bounces_of_common_mtas(mta):
 def test_corpus_bounces_are_never_answered():
     paths = corpus_paths("lhost-", "rhost-", "rfc3464-", "bounce/")
     if not paths:
-        pytest.skip("mail corpus not found (set MAILHELP_CORPUS)")
+        skip_without_corpus()
     verdicts = [verdict_of(p) for p in paths]
     bounces = sum(v.kind == BOUNCE for v in verdicts)
     automatic = sum(v.automatic for v in verdicts)
@@ -101,7 +99,7 @@ def test_corpus_auto_replies_and_complaints_are_automatic():
     replies = corpus_paths("rfc3834-")
     complaints = corpus_paths("arf-", "complaints/")
     if not replies:
-        pytest.skip("mail corpus not found (set MAILHELP_CORPUS)")
+        skip_without_corpus()
     assert all(verdict_of(p).kind == AUTO_REPLY for p in replies)
     # Three of twenty ARF samples carry no report type at all: they look like mail.
     assert sum(verdict_of(p).automatic for p in complaints) / len(complaints) >= 0.85

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import func, select
 
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import RawMessage
 from mailhelp.db.session import Database
 from mailhelp.pipeline import Arrival, Pipeline
-from tests.corpus import CORPUS, corpus_rows
+from tests.corpus import CORPUS, corpus_rows, skip_without_corpus
 from tests.helpers import desk_config
 
 
 def test_the_whole_corpus_goes_through(tmp_path, database_url):
     rows = [r for r in corpus_rows() if "body-only" not in r["tag"]]
     if not rows:
-        pytest.skip(f"mail corpus not found at {CORPUS}; set MAILHELP_CORPUS to run this")
+        skip_without_corpus()
     config = desk_config(tmp_path, database_url)
     db = Database(database_url)
     upgrade(db)

@@ -16,7 +16,7 @@ from mailhelp.db.models import Message, Outbox, Suppression, Ticket, TicketEvent
 from mailhelp.db.session import Database
 from mailhelp.parse import parse
 from mailhelp.pipeline import Arrival, Pipeline
-from tests.corpus import CORPUS, corpus_rows
+from tests.corpus import CORPUS, corpus_rows, skip_without_corpus
 from tests.helpers import desk_config
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -139,7 +139,7 @@ def test_a_bounce_of_nothing_we_sent_is_ignored(make_pipeline):
     pipeline = make_pipeline()
     raw = (CORPUS / "sisimai__set-of-emails/bsd/lhost-postfix-01.eml")
     if not raw.exists():
-        pytest.skip(f"mail corpus not found at {CORPUS}")
+        skip_without_corpus()
     [result] = pipeline.accept([Arrival(raw.read_bytes(), "t")])
     assert result.state == "ignored" and rows(pipeline, Ticket) == []
 
@@ -148,7 +148,7 @@ def test_bounce_reports_from_real_mtas_name_the_failed_recipient():
     bounces = [r for r in corpus_rows() if "lhost-postfix" in r["path"]
                or "lhost-exim" in r["path"] or "lhost-sendmail" in r["path"]]
     if not bounces:
-        pytest.skip(f"mail corpus not found at {CORPUS}")
+        skip_without_corpus()
     named = sum(bool(analyse((CORPUS / r["path"]).read_bytes(), "school.test").recipients)
                 for r in bounces)
     assert named / len(bounces) > 0.8

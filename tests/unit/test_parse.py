@@ -9,7 +9,7 @@ import pytest
 
 from mailhelp.errors import ParseError
 from mailhelp.parse import Address, message_id_of, parse
-from tests.corpus import CORPUS, raw_messages
+from tests.corpus import CORPUS, raw_messages, skip_without_corpus
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -358,7 +358,7 @@ def test_enormous_headers_are_bounded():
 def test_worst_corpus_message_parses_quickly():
     path = CORPUS / "mailgun__flanker" / "enclosed-endless.eml"
     if not path.exists():
-        pytest.skip(f"mail corpus not found at {CORPUS}")
+        skip_without_corpus()
     raw = path.read_bytes()
     started = time.perf_counter()
     inbound = parse(raw)
@@ -381,7 +381,7 @@ ZAMMAD = CORPUS / "zammad__zammad"
 ])
 def test_zammad_fixtures_that_used_to_lose_their_headers(box, sender, subject):
     if not (ZAMMAD / box).exists():
-        pytest.skip(f"mail corpus not found at {CORPUS}")
+        skip_without_corpus()
     inbound = parse((ZAMMAD / box).read_bytes())
     assert (inbound.sender.name, inbound.sender.address) == sender
     assert inbound.subject == subject
