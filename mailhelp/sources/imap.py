@@ -25,6 +25,8 @@ from ..smtp import tls_context
 
 log = logging.getLogger(__name__)
 
+# The longest one IDLE command lasts; see ImapMailbox._idle.
+IDLE_RECHECK = 10.0
 # Errors after which the connection is useless and must be opened again.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError)
 
@@ -133,7 +135,10 @@ class ImapMailbox:
         # by neither Dovecot nor pymap until IDLE ends; a NOOP right before catches it.
         if _has_news(self.client.noop()[1]):
             return True
-        deadline = time.monotonic() + min(timeout, self.config.idle_restart.total_seconds())
+        # Mail landing between that NOOP and IDLE is reported only when IDLE ends, so
+        # IDLE is renewed every IDLE_RECHECK seconds: such mail waits that long at most.
+        deadline = time.monotonic() + min(timeout, self.config.idle_restart.total_seconds(),
+                                          IDLE_RECHECK)
         self.client.idle()
         fast_empty = 0
         news = False

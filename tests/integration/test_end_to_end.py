@@ -226,7 +226,7 @@ def test_daemon_survives_a_dovecot_restart(mail, config):
     try:
         daemon.wait_for_log("action=imap_connected")
         mail.deliver(HELP, teacher_mail(1, "Before the restart"))
-        mail.wait_for_messages("teacher1@school.test", 1, timeout=10)
+        mail.wait_for_messages("teacher1@school.test", 1, timeout=20)
         mail.restart_imap()
         mail.deliver(HELP, teacher_mail(2, "After the restart"))
         acks = mail.wait_for_messages("teacher1@school.test", 2, timeout=60)

@@ -3,6 +3,8 @@ tests/integration): MOVE or its fallback, IDLE or polling, a dead link noticed."
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from mailhelp import config as config_module
@@ -114,3 +116,23 @@ def test_without_idle_the_mailbox_is_polled():
 
 def test_batches():
     assert list(batches([1, 2, 3, 4, 5], 2)) == [[1, 2], [3, 4], [5]]
+
+
+def test_idle_is_renewed_so_mail_that_raced_it_is_seen(monkeypatch):
+    # Mail that lands between the NOOP and IDLE is only reported by DONE.
+    from mailhelp.sources import imap as imap_module
+
+    monkeypatch.setattr(imap_module, "IDLE_RECHECK", 0.3)
+    client = FakeClient(idle_responses=[[(b"OK", b"Still here")]] * 5)  # ~0.5 s of quiet
+    client.noop_responses = [[], [(3, b"EXISTS")]]  # the NOOP, then what DONE reports
+    real_getattr = FakeClient.__getattr__
+
+    def slow_idle_check(self, name):
+        call = real_getattr(self, name)
+        if name != "idle_check":
+            return call
+        return lambda *args, **kwargs: (time.sleep(0.1), call(*args, **kwargs))[1]
+
+    monkeypatch.setattr(FakeClient, "__getattr__", slow_idle_check)
+    assert mailbox(client).wait(60, lambda: False) is True
+    assert names(client)[0:2] == ["noop", "idle"] and names(client)[-1] == "idle_done"
