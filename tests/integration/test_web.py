@@ -186,14 +186,21 @@ def browser(tmp_path: Path):
 
 def heading(browser, expected: str) -> str:
     """The page's h1 once it reads ``expected`` (a form post loads the next page later)."""
-    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+    from selenium.common.exceptions import (
+        StaleElementReferenceException,
+        TimeoutException,
+        WebDriverException,
+    )
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.wait import WebDriverWait
 
     def read(driver) -> str:
         return driver.find_element(By.TAG_NAME, "h1").text
 
-    wait = WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,))
+    # While the next page loads, Chromium may report the old h1 as stale, or as a node
+    # that "does not belong to the document" (a plain WebDriverException): poll again.
+    wait = WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,
+                                                          WebDriverException))
     with contextlib.suppress(TimeoutException):  # the assertion shows what it says instead
         wait.until(lambda driver: read(driver) == expected)
     return read(browser)
