@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from .config import Config
 from .db.models import RawMessage
@@ -23,7 +24,7 @@ from .db.session import Database, transaction
 from .errors import MailhelpError
 from .parse import message_id_of, parse
 from .storage import AttachmentStore
-from .workflow import Context, Outcome, apply
+from .workflow import Context, Outcome, Stored, apply
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +79,11 @@ class Pipeline:
         a crash after storing it leaves it ``new``, and it is processed from these bytes.
         """
         now = self.clock()
-        stored = []
         with transaction(self.db) as tx:
+            seen = self._seen(tx, arrivals)
+            rows = []
             for arrival in arrivals:
-                row = None
-                if arrival.uid is not None:
-                    row = tx.scalar(select(RawMessage).where(
-                        RawMessage.source == arrival.source,
-                        RawMessage.uidvalidity == arrival.uidvalidity,
-                        RawMessage.uid == arrival.uid))
+                row = seen.get((arrival.source, arrival.uidvalidity, arrival.uid))
                 if row is None:
                     row = RawMessage(
                         source=arrival.source, uidvalidity=arrival.uidvalidity, uid=arrival.uid,
@@ -94,9 +91,26 @@ class Pipeline:
                         sha256=hashlib.sha256(arrival.raw).hexdigest(), size=len(arrival.raw),
                         raw=arrival.raw, state="new", received_at=now)
                     tx.add(row)
-                    tx.flush()
-                stored.append((row.id, arrival.uid, row.state))
-        return stored
+                    if arrival.uid is not None:
+                        seen[(arrival.source, arrival.uidvalidity, arrival.uid)] = row
+                rows.append(row)
+            tx.flush()  # one INSERT for the batch, ids returned
+            return [(row.id, arrival.uid, row.state)
+                    for row, arrival in zip(rows, arrivals, strict=True)]
+
+    @staticmethod
+    def _seen(tx: Session, arrivals: Sequence[Arrival]) -> dict[tuple, tuple]:
+        """Rows already stored for these IMAP messages, by (source, uidvalidity, uid)."""
+        keys = {(a.source, a.uidvalidity) for a in arrivals if a.uid is not None}
+        seen = {}
+        for source, uidvalidity in keys:
+            uids = [a.uid for a in arrivals if (a.source, a.uidvalidity) == (source, uidvalidity)
+                    and a.uid is not None]
+            for row in tx.execute(select(RawMessage.id, RawMessage.uid, RawMessage.state).where(
+                    RawMessage.source == source, RawMessage.uidvalidity == uidvalidity,
+                    RawMessage.uid.in_(uids))):
+                seen[(source, uidvalidity, row.uid)] = row
+        return seen
 
     def sweep(self, older_than: timedelta = timedelta(minutes=1)) -> list[Result]:
         """Process stored messages a crash left ``new`` (from ingest; IMAP ones are
@@ -118,7 +132,7 @@ class Pipeline:
         # holds its write lock for the whole of a transaction.
         try:
             inbound = parse(raw_bytes)
-            outcome = self._apply(raw_id, inbound)
+            outcome = self._apply(raw_id, raw_bytes, inbound)
         except OperationalError:
             # The database is away or locked: not this message's fault. It stays where
             # it is (stored, state "new", still in the inbox) for the next pass.
@@ -136,16 +150,18 @@ class Pipeline:
                      inbound.message_id, outcome.action, outcome.detail)
         return Result(raw_id, uid, STATE_OF[outcome.action], outcome)
 
-    def _apply(self, raw_id: int, inbound) -> Outcome:
+    def _apply(self, raw_id: int, raw_bytes: bytes, inbound) -> Outcome:
         for attempt in (1, 2):
             try:
                 with transaction(self.db) as tx:
-                    raw = tx.get(RawMessage, raw_id)
+                    stored = Stored(raw_id, raw_bytes)
                     now = self.clock()
-                    outcome = apply(tx, self.context, inbound, raw, now)
-                    raw.state, raw.error, raw.processed_at = STATE_OF[outcome.action], None, now
-                    if outcome.ticket_id:
-                        raw.ticket_id = outcome.ticket_id
+                    outcome = apply(tx, self.context, inbound, stored, now)
+                    done = {"state": STATE_OF[outcome.action], "error": None,
+                            "processed_at": now}
+                    if outcome.ticket_id or stored.ticket_id:
+                        done["ticket_id"] = outcome.ticket_id or stored.ticket_id
+                    tx.execute(update(RawMessage).where(RawMessage.id == raw_id).values(done))
                 return outcome
             except IntegrityError:
                 # Another process recorded the same Message-ID between our check and

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from . import schedule
 from .config import Config
 from .db.models import Participant, Person, Ticket, TicketEvent
+from .outbox import note_new_person
 from .parse import Address
 
 
@@ -24,6 +25,7 @@ def person(tx: Session, address: Address, now: datetime) -> Person:
         found = Person(address=address.address, name=address.name[:200], created_at=now)
         tx.add(found)
         tx.flush()
+        note_new_person(tx, found.address)
     elif address.name and not found.name:
         found.name = address.name[:200]
     return found

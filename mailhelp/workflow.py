@@ -22,7 +22,6 @@ from .db.models import (
     Attachment,
     Message,
     Outbox,
-    RawMessage,
     Suppression,
     Survey,
     Ticket,
@@ -53,13 +52,23 @@ class Outcome:
     detail: str = ""
 
 
+@dataclass
+class Stored:
+    """The stored incoming message as the workflow sees it: its raw_messages row and
+    bytes; ``ticket_id`` is set to the ticket it was recorded on."""
+
+    id: int
+    raw: bytes
+    ticket_id: int | None = None
+
+
 @dataclass(frozen=True)
 class Context:
     config: Config
     store: AttachmentStore
 
 
-def apply(tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, now: datetime) -> Outcome:
+def apply(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: datetime) -> Outcome:
     """Record ``inbound`` on a ticket (a new one or the one it threads to)."""
     config = ctx.config
     if tx.scalar(select(Message.id).where(Message.message_id == inbound.message_id)) is not None:
@@ -114,13 +123,14 @@ def apply(tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, now: dat
     return _requester_reply(tx, ctx, ticket, inbound, raw, match.reason, now)
 
 
-def _new_ticket(tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, now: datetime,
+def _new_ticket(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: datetime,
                 linked: Ticket | None = None) -> Outcome:
     config = ctx.config
     requester = person(tx, inbound.sender, now)
     subject = ticket_subject(inbound.subject, config.helpdesk.subject_tag)
+    # An empty participant list, not a lazy one: nothing to load for a new ticket.
     ticket = Ticket(subject=subject, status="new", priority="normal",
-                    requester_id=requester.id, created_at=now, updated_at=now,
+                    requester=requester, participants=[], created_at=now, updated_at=now,
                     linked_ticket_id=linked.id if linked else None)
     tx.add(ticket)
     tx.flush()
@@ -147,7 +157,7 @@ def _new_ticket(tx: Session, ctx: Context, inbound: Inbound, raw: RawMessage, no
 
 
 def _requester_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound,
-                     raw: RawMessage, reason: str, now: datetime) -> Outcome:
+                     raw: Stored, reason: str, now: datetime) -> Outcome:
     config = ctx.config
     text = new_text_of(inbound)
     _record(tx, ctx, ticket, inbound, raw, "reply", reason, text, now)
@@ -170,7 +180,7 @@ def _requester_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound
     return Outcome("reply", ticket.id, reason)
 
 
-def _staff_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: RawMessage,
+def _staff_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: Stored,
                  reason: str, now: datetime) -> Outcome:
     config = ctx.config
     parsed = commands.parse(new_text_of(inbound))
@@ -220,7 +230,7 @@ def _answers_survey(tx: Session, ticket: Ticket, inbound: Inbound) -> bool:
 
 
 def _survey_answer(tx: Session, ctx: Context, record: Survey, inbound: Inbound,
-                   raw: RawMessage, answer: surveys.Answer | None, now: datetime) -> Outcome:
+                   raw: Stored, answer: surveys.Answer | None, now: datetime) -> Outcome:
     """Record a rating; it never reopens the ticket and never creates one."""
     ticket = tx.get(Ticket, record.ticket_id)
     if inbound.sender.address != ticket.requester.address:
@@ -245,7 +255,7 @@ def _survey_answer(tx: Session, ctx: Context, record: Survey, inbound: Inbound,
 
 
 def _unverified_staff(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound,
-                      raw: RawMessage, reason: str, proof: authenticity.Verdict,
+                      raw: Stored, reason: str, proof: authenticity.Verdict,
                       now: datetime) -> Outcome:
     """A staff From: line the receiving server could not vouch for: kept, not acted on."""
     _record(tx, ctx, ticket, inbound, raw, "note", reason,
@@ -258,7 +268,7 @@ def _unverified_staff(tx: Session, ctx: Context, ticket: Ticket, inbound: Inboun
 
 
 def _bounce(tx: Session, ctx: Context, ticket: Ticket | None, inbound: Inbound,
-            raw: RawMessage, reason: str, now: datetime) -> Outcome:
+            raw: Stored, reason: str, now: datetime) -> Outcome:
     """A bounce of our mail: mark it, note it on its ticket, rest the address a while."""
     report = bounces.analyse(raw.raw, ctx.config.helpdesk.domain)
     returned = list(tx.scalars(select(Outbox).where(Outbox.message_id.in_(report.returned_ids))))
@@ -287,7 +297,7 @@ def _bounce(tx: Session, ctx: Context, ticket: Ticket | None, inbound: Inbound,
 
 
 def _command_failed(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound,
-                    raw: RawMessage, reason: str, error: str, now: datetime) -> Outcome:
+                    raw: Stored, reason: str, error: str, now: datetime) -> Outcome:
     """Nothing is relayed or changed; the staff member is told which line was wrong."""
     _record(tx, ctx, ticket, inbound, raw, "note", reason, inbound.text, now)
     event(tx, ticket, now, inbound.sender.address, "command_error", error)
@@ -326,7 +336,7 @@ def is_thanks(text: str) -> bool:
     return 0 < len(words) <= 12 and bool(_THANKS.search(text)) and not _NOT_THANKS.search(text)
 
 
-def _record(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: RawMessage,
+def _record(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: Stored,
             kind: str, reason: str, text: str, now: datetime) -> Message:
     message = Message(
         ticket_id=ticket.id, direction="in", kind=kind, message_id=inbound.message_id,
@@ -336,14 +346,13 @@ def _record(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: Ra
         subject=inbound.subject, date=inbound.date, text=text, body=inbound.text,
         thread_reason=reason, raw_id=raw.id, created_at=now)
     tx.add(message)
-    tx.flush()
     for found in inbound.attachments:
         if found in oversized(ctx, inbound):
             continue
         digest = ctx.store.put(found.payload)
-        tx.add(Attachment(message_id=message.id, filename=safe_filename(found.filename),
-                          content_type=found.content_type[:255], size=found.size,
-                          sha256=digest, content_id=found.content_id[:998]))
+        message.attachments.append(Attachment(
+            filename=safe_filename(found.filename), content_type=found.content_type[:255],
+            size=found.size, sha256=digest, content_id=found.content_id[:998]))
     raw.ticket_id = ticket.id
     return message
 

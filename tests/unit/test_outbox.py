@@ -29,7 +29,7 @@ def render(subject: str, text: str = "hello", name: str = "Jane") -> email.messa
     draft = Draft(kind="ack", to=(Address(name, "teacher1@school.test"),),
                   variables=variables(CONFIG, t, message=message), in_reply_to="<a@x>",
                   references=("<r@x>",))
-    raw = compose(CONFIG, t, draft, NOW).as_bytes(policy=email.policy.SMTP)
+    raw = compose(CONFIG, t, draft, NOW).raw
     return email.message_from_bytes(raw, policy=email.policy.default)
 
 

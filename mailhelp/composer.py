@@ -1,0 +1,90 @@
+"""Outgoing mail as the bytes SMTP sends: the standard email package, policy.default
+with CRLF line ends (``email.policy.SMTP``).
+
+One change often mails the same words to several people (a new ticket's notification
+goes to every staff member), and building a MIME message costs far more than sending
+it. So the MIME body (text and HTML parts, attachments) is built and serialised once
+per content, and each mail gets its own header block (To, Message-ID, ...) in front
+of it. A header that is short printable ASCII is written as it is, which is exactly
+what the policy writes for it; anything else goes through the policy's header
+classes, which encode (RFC 2047) and fold.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from functools import lru_cache
+
+from .parse import Attachment
+from .storage import safe_filename
+from .templating import Rendered
+
+MAX_LINE = 78  # RFC 5322's recommended line length, the policy's max_line_length
+_PLAIN = re.compile(r"[\x20-\x7e]*")
+_MESSAGE_ID = re.compile(r"<[\x21-\x7e]+>")
+_ID_HEADERS = ("message-id", "in-reply-to", "references")
+
+
+def body(rendered: Rendered, attachments: Sequence[Attachment] = ()) -> bytes:
+    """The MIME entity of a mail (MIME-Version, Content-Type, the parts), serialised."""
+    mail = EmailMessage()
+    mail.set_content(rendered.text)
+    mail.add_alternative(rendered.html, subtype="html")
+    for attachment in attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        mail.add_attachment(attachment.payload, maintype=maintype or "application",
+                            subtype=subtype or "octet-stream",
+                            filename=safe_filename(attachment.filename))
+    return mail.as_bytes(policy=SMTP_POLICY)
+
+
+def headers(fields: Iterable[tuple[str, str]]) -> bytes:
+    """Header lines for ``(name, value)`` pairs; a line break in a value is refused."""
+    lines = []
+    for name, value in fields:
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"header {name}: a value may not contain a line break")
+        if len(name) + 2 + len(value) <= MAX_LINE and _PLAIN.fullmatch(value):
+            lines.append(f"{name}: {value}\r\n".encode("ascii"))
+        elif name.lower() in _ID_HEADERS:
+            lines.append(id_list(name, value.split()))
+        elif name.lower() == "subject" and _foldable(value):
+            lines.append(_fold_words(name, value.split(" ")))
+        else:
+            lines.append(_by_policy(name, value))
+    return b"".join(lines)
+
+
+def id_list(name: str, ids: Sequence[str]) -> bytes:
+    """Message ids (Message-ID, In-Reply-To, References) folded between ids, as RFC 5322
+    allows; an id is never split, so a long one makes a long line, as with the policy."""
+    if not ids or not all(_MESSAGE_ID.fullmatch(i) and len(i) < 900 for i in ids):
+        return _by_policy(name, " ".join(ids))
+    return _fold_words(name, ids)
+
+
+def _fold_words(name: str, words: Sequence[str]) -> bytes:
+    lines, line = [], f"{name}:"
+    for word in words:
+        if len(line) + 1 + len(word) > MAX_LINE and line.strip() != f"{name}:":
+            lines.append(line)
+            line = ""
+        line += " " + word
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+def _foldable(value: str) -> bool:
+    """Plain ASCII words with single spaces: folding at the spaces loses nothing."""
+    return (bool(_PLAIN.fullmatch(value)) and "=?" not in value and "  " not in value
+            and value == value.strip() and all(len(w) < MAX_LINE - 1 for w in value.split(" ")))
+
+
+@lru_cache(maxsize=2048)
+def _by_policy(name: str, value: str) -> bytes:
+    """Encoded and folded by the policy's header classes (names and subjects repeat:
+    the same teacher's name is in many mails' From and To)."""
+    return SMTP_POLICY.fold_binary(name, SMTP_POLICY.header_factory(name, value))
