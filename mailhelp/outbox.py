@@ -63,14 +63,17 @@ class Composed:
 
 
 def compose(config: Config, ticket: Ticket, draft: Draft, now: datetime,
-            rendered: Rendered | None = None, content: bytes | None = None) -> Composed:
-    """Render a draft into a complete message (text and HTML parts, threading headers).
-
-    ``content``: the MIME body (composer.body) when it is already built for another
-    mail with the same words.
-    """
+            rendered: Rendered | None = None) -> Composed:
+    """Render a draft into a complete message (text and HTML parts, threading headers)."""
     rendered = rendered or render(draft.template or draft.kind, draft.variables,
                                   config.templates.dir)
+    message_id, head = header_block(config, ticket, draft, now, rendered.subject)
+    return Composed(message_id, head + composer.body(rendered, draft.attachments))
+
+
+def header_block(config: Config, ticket: Ticket, draft: Draft, now: datetime,
+                 subject: str) -> tuple[str, bytes]:
+    """A new Message-ID and the header lines of the mail that carries it."""
     helpdesk = config.helpdesk
     message_id = make_msgid(idstring=f"mailhelp.t{ticket.id}", domain=helpdesk.domain)
     fields = [("From", Address(draft.from_name or helpdesk.name, helpdesk.address).formatted()),
@@ -79,8 +82,7 @@ def compose(config: Config, ticket: Ticket, draft: Draft, now: datetime,
         fields.append(("Cc", ", ".join(a.formatted() for a in draft.cc)))
     if draft.reply_to:
         fields.append(("Reply-To", draft.reply_to))
-    fields += [("Subject", rendered.subject), ("Date", format_datetime(now)),
-               ("Message-ID", message_id)]
+    fields += [("Subject", subject), ("Date", format_datetime(now)), ("Message-ID", message_id)]
     if draft.in_reply_to:
         fields.append(("In-Reply-To", draft.in_reply_to))
     head = composer.headers(fields)
@@ -92,9 +94,7 @@ def compose(config: Config, ticket: Ticket, draft: Draft, now: datetime,
                               ("X-Auto-Response-Suppress", "All"),
                               (LOOP_HEADER, helpdesk.address),
                               ("X-Mailhelp-Ticket", str(ticket.id))])
-    if content is None:
-        content = composer.body(rendered, draft.attachments)
-    return Composed(message_id, head + content)
+    return message_id, head
 
 
 def enqueue(
@@ -113,8 +113,14 @@ def enqueue(
     if not draft.to:
         draft = replace(draft, to=draft.cc[:1], cc=draft.cc[1:])
     rendered = render(draft.template or draft.kind, draft.variables, config.templates.dir)
-    mail = compose(config, ticket, draft, now, rendered,
-                   _content(tx, rendered, draft.attachments))
+    message_id, raw = header_block(config, ticket, draft, now, rendered.subject)
+    text = html = None
+    if draft.attachments:
+        raw += _content(tx, rendered, draft.attachments)
+    else:
+        # Building the MIME body costs more than the rest of a mail together: the sender
+        # builds it, in its own process, from the words stored with the header block.
+        text, html = rendered.text, rendered.html
     held = hold_reason(tx, config, ticket, draft, now)
     recipients = [a.address for a in (*draft.to, *draft.cc)]
     # What the change recorded so far (the incoming message above all) goes first: a
@@ -123,7 +129,7 @@ def enqueue(
     connection = tx.connection()
     message_row_id = connection.execute(insert(Message.__table__).returning(Message.id), {
         "ticket_id": ticket.id, "direction": "out", "kind": draft.kind,
-        "message_id": mail.message_id, "in_reply_to": draft.in_reply_to,
+        "message_id": message_id, "in_reply_to": draft.in_reply_to,
         "references": list(draft.references), "from_address": config.helpdesk.address,
         "from_name": draft.from_name or config.helpdesk.name,
         "to": [a.address for a in draft.to], "cc": [a.address for a in draft.cc],
@@ -132,19 +138,20 @@ def enqueue(
     }).scalar_one()
     connection.execute(insert(Outbox.__table__), {
         "ticket_id": ticket.id, "message_row_id": message_row_id, "kind": draft.kind,
-        "message_id": mail.message_id, "mail_from": config.helpdesk.address,
-        "recipients": recipients, "to_address": draft.to[0].address, "raw": mail.raw,
+        "message_id": message_id, "mail_from": config.helpdesk.address,
+        "recipients": recipients, "to_address": draft.to[0].address, "raw": raw,
+        "body_text": text, "body_html": html,
         "status": "suppressed" if held else "queued", "last_error": held or None,
         "attempts": 0, "next_attempt_at": now, "created_at": now,
     })
     if held:
         log.warning("ticket=%s message=%s action=suppressed kind=%s to=%s reason=%s",
-                    ticket.id, mail.message_id, draft.kind, ",".join(recipients), held)
+                    ticket.id, message_id, draft.kind, ",".join(recipients), held)
     else:
         _count_queued(tx, ticket, draft)
         log.info("ticket=%s message=%s action=enqueue kind=%s to=%s", ticket.id,
-                 mail.message_id, draft.kind, ",".join(recipients))
-    return mail.message_id
+                 message_id, draft.kind, ",".join(recipients))
+    return message_id
 
 
 def hold_reason(tx: Session, config: Config, ticket: Ticket, draft: Draft, now: datetime) -> str:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select, update
 
+from .composer import complete
 from .config import SmtpConfig
 from .db.models import Outbox, TicketEvent
 from .db.session import WRITE, Database, transaction
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 MAX_RETRY_DELAY = timedelta(hours=1)
 # Built once: the sender runs these for every mail.
 _LOAD = select(Outbox.ticket_id, Outbox.message_id, Outbox.kind, Outbox.mail_from,
-               Outbox.recipients, Outbox.raw).where(Outbox.id == bindparam("row_id"))
+               Outbox.recipients, Outbox.raw, Outbox.body_text, Outbox.body_html).where(
+    Outbox.id == bindparam("row_id"))
 _SENT = update(Outbox).where(Outbox.id == bindparam("row_id")).values(
     status="sent", sent_at=bindparam("sent_at"), attempts=Outbox.attempts + 1)
 
@@ -186,32 +188,36 @@ class OutboxSender:
                 .order_by(Outbox.id).limit(500))]
 
     async def _worker(self, transport: SmtpTransport, queue: asyncio.Queue, stats: FlushStats):
-        while not queue.empty():
-            row_id = queue.get_nowait()
-            with self.db.engine.connect() as connection:
-                row = connection.execute(_LOAD, {"row_id": row_id}).one()
-            recipients = list(row.recipients)
-            try:
-                refused = await transport.send(row.mail_from, recipients, row.raw)
-            except DeliveryError as error:
-                self._record(row_id, {r: error.failure for r in recipients}, stats)
-                if error.failure.temporary:
-                    # The server is unreachable or busy: the rest waits for the retry.
-                    while not queue.empty():
-                        queue.get_nowait()
-                continue
-            if refused:
-                self._record(row_id, refused, stats)
-                continue
-            # The common case, kept to one statement without the ORM: the sooner this
-            # commit follows the server's 250, the smaller the window in which a crash
-            # resends a mail.
-            with self.db.engine.connect() as connection, \
-                    connection.execution_options(**{WRITE: True}).begin():
-                connection.execute(_SENT, {"row_id": row_id, "sent_at": self.clock()})
-            stats.sent += 1
-            log.info("ticket=%s message=%s outbox=%s action=sent kind=%s to=%s",
-                     row.ticket_id, row.message_id, row_id, row.kind, ",".join(recipients))
+        # One connection for the worker's whole run: checking one out of the pool for
+        # every statement costs as much as the statement.
+        with self.db.engine.connect() as connection:
+            connection.execution_options(**{WRITE: True})
+            while not queue.empty():
+                row_id = queue.get_nowait()
+                with connection.begin():
+                    row = connection.execute(_LOAD, {"row_id": row_id}).one()
+                recipients = list(row.recipients)
+                raw = complete(row.raw, row.body_text, row.body_html)
+                try:
+                    refused = await transport.send(row.mail_from, recipients, raw)
+                except DeliveryError as error:
+                    self._record(row_id, {r: error.failure for r in recipients}, stats)
+                    if error.failure.temporary:
+                        # The server is unreachable or busy: the rest waits for the retry.
+                        while not queue.empty():
+                            queue.get_nowait()
+                    continue
+                if refused:
+                    self._record(row_id, refused, stats)
+                    continue
+                # The common case, kept to one statement without the ORM: the sooner this
+                # commit follows the server's 250, the smaller the window in which a crash
+                # resends a mail.
+                with connection.begin():
+                    connection.execute(_SENT, {"row_id": row_id, "sent_at": self.clock()})
+                stats.sent += 1
+                log.info("ticket=%s message=%s outbox=%s action=sent kind=%s to=%s",
+                         row.ticket_id, row.message_id, row_id, row.kind, ",".join(recipients))
 
     def _record(self, row_id: int, refused: dict[str, Failure], stats: FlushStats) -> None:
         now = self.clock()

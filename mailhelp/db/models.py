@@ -196,7 +196,11 @@ class Outbox(Base):
     recipients: Mapped[list] = mapped_column(JSON)
     # The first recipient, for rate limits per address (JSON is not indexable everywhere).
     to_address: Mapped[str] = mapped_column(String(320), default="", index=True)
+    # The mail as SMTP sends it; while body_text/body_html are set, only its header
+    # block: the MIME body is built from them by the sender (outbox.complete_raw).
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    body_text: Mapped[str | None] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
     # queued -> sent | failed (permanent); bounced is set by a later DSN; suppressed:
     # recorded but never sent (rate limit, or the address bounced lately).
     status: Mapped[str] = mapped_column(String(12), default="queued")
@@ -207,6 +211,13 @@ class Outbox(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     message_row: Mapped[Message | None] = relationship()
+
+    @property
+    def mail(self) -> bytes:
+        """The complete mail, as the sender sends it."""
+        from ..composer import complete
+
+        return complete(self.raw, self.body_text, self.body_html)
 
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),

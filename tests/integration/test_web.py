@@ -82,8 +82,9 @@ class Site:
     def thanks(self) -> list[email.message.EmailMessage]:
         """The thank-you mails in the outbox."""
         with self.db.sessions() as session:
-            raws = session.scalars(select(Outbox.raw).where(Outbox.kind == "status"))
-            mails = [email.message_from_bytes(raw, policy=email.policy.default) for raw in raws]
+            rows = session.scalars(select(Outbox).where(Outbox.kind == "status"))
+            mails = [email.message_from_bytes(row.mail, policy=email.policy.default)
+                     for row in rows]
         return [m for m in mails if "Thank you for your rating" in m["Subject"]]
 
 
@@ -107,7 +108,7 @@ def resolved_and_surveyed(config, db: Database, clock: dict) -> dict[int, str]:
     clock["now"] = T0 + timedelta(hours=2)
     assert run_due(db, config, lambda: clock["now"]) == 1
     with db.sessions() as session:
-        raw = session.scalar(select(Outbox.raw).where(Outbox.kind == "survey"))
+        raw = session.scalar(select(Outbox).where(Outbox.kind == "survey")).mail
     text = email.message_from_bytes(raw, policy=email.policy.default).get_body(
         ("plain",)).get_content().replace("\r\n", "\n")
     return {int(n): url for n, url in re.findall(r"^\s+(\d) - \w+: (http\S+)$", text, re.M)}

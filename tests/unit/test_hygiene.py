@@ -81,7 +81,7 @@ def test_staff_answers_are_never_rate_limited(make_pipeline):
 # Bounces ----------------------------------------------------------------------------
 
 def dsn_for(outbox_row: Outbox, recipient: str, status: str = "5.1.1") -> bytes:
-    returned = email.message_from_bytes(outbox_row.raw, policy=email.policy.default)
+    returned = email.message_from_bytes(outbox_row.mail, policy=email.policy.default)
     return f"""From: MAILER-DAEMON@mx.school.test
 To: help@school.test
 Subject: Undelivered Mail Returned to Sender
@@ -202,7 +202,7 @@ def test_forged_staff_command_is_not_acted_on(make_pipeline):
     assert rows(pipeline, Outbox, Outbox.kind == "relay") == []
     note = rows(pipeline, Message, Message.kind == "note")[0]
     assert note.text.startswith("[unverified sender:")
-    [alert] = [r for r in rows(pipeline, Outbox) if b"Not acted on" in r.raw]
+    [alert] = [r for r in rows(pipeline, Outbox) if b"Not acted on" in r.mail]
     assert alert.recipients == ["tech1@school.test"]
     # The real staff member, verified, is acted on.
     pipeline.accept([Arrival(mail(sender="tech1@school.test", subject="Re: [#1] Printer jam",
@@ -239,6 +239,6 @@ def test_large_attachments_are_dropped_with_a_note(make_pipeline):
         names = [a.filename for a in session.get(Message, request.id).attachments]
     assert names == ["log.txt"]
     ack = rows(pipeline, Outbox, Outbox.kind == "ack")[0]
-    assert b"too large to keep" in ack.raw and b"problem.mp4" in ack.raw
+    assert b"too large to keep" in ack.mail and b"problem.mp4" in ack.mail
     note = rows(pipeline, Outbox, Outbox.kind == "notification")[0]
-    assert b"Not kept" in note.raw
+    assert b"Not kept" in note.mail

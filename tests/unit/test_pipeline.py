@@ -64,7 +64,7 @@ def test_new_message_makes_a_ticket_an_ack_and_notifications(pipeline):
         ("notification", ["tech1@school.test"]),
         ("notification", ["tech2@school.test"]),
     ]
-    ack = email.message_from_bytes(rows[0].raw, policy=email.policy.default)
+    ack = email.message_from_bytes(rows[0].mail, policy=email.policy.default)
     assert ack["Subject"] == "[#1] Printer jam"
     assert ack["In-Reply-To"] == "<m1@school.test>"
     assert ack["Auto-Submitted"] == "auto-replied"
@@ -105,7 +105,7 @@ def test_a_stranger_using_the_tag_gets_a_new_ticket(pipeline):
                                                subject="Re: [#1] Printer jam",
                                                message_id="<x@evil.example>"), "t")])
     assert stranger.outcome.action == "new_ticket" and stranger.outcome.ticket_id == 2
-    ack = email.message_from_bytes(outbox(pipeline)[3].raw, policy=email.policy.default)
+    ack = email.message_from_bytes(outbox(pipeline)[3].mail, policy=email.policy.default)
     assert ack["To"] == "mallory@evil.example"
     assert "staff room" not in ack.get_body(("plain",)).get_content()
 
