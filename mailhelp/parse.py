@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import re
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.errors import HeaderParseError
@@ -23,6 +23,7 @@ from email.message import Message
 from email.utils import formataddr, getaddresses, parseaddr, parsedate_to_datetime
 from functools import partial
 
+from . import largeparts
 from .charsets import decode, decode_reporting, eight_bit_charset, header_text, meta_charset
 from .errors import ParseError
 
@@ -58,6 +59,9 @@ _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
 _WORD_CHARSET = re.compile(r"=\?([^?*\s]+)[^?\s]*\?[bBqQ]\?")
 _CID_NAME = re.compile(r"<?([\w\-. ]{1,100}\.[A-Za-z0-9]{2,5})@")
 _UU_BEGIN = re.compile(r"^begin [0-7]+ ", re.M)
+_UU_ENCODINGS = ("x-uuencode", "uuencode", "x-uue")
+# What Message.get_payload(decode=True) decodes from the text (and _cut_payload does not).
+_LIBRARY_DECODED = ("base64", "x-uuencode", "uuencode", "uue", "x-uue")
 _MIME_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,100}/[a-z0-9!#$&^_.+-]{1,100}\Z")
 _HEADER_FIELD = re.compile(rb"[!-9;-~]+[ \t]*:")
 _BROKEN_HEADER_LINE = re.compile(rb"\n(?![ \t]|[!-9;-~]+[ \t]*:)")
@@ -141,7 +145,11 @@ def message_id_of(raw: bytes) -> str:
 
     Cheap (reads only the header block), so the source can record it before parsing.
     """
-    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    # find, not split: split would copy the whole body just to throw it away.
+    end = raw.find(b"\r\n\r\n")
+    end = len(raw) if end < 0 else end
+    lf_end = raw.find(b"\n\n", 0, end)
+    head = raw[:end if lf_end < 0 else lf_end]
     match = re.search(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", head, re.I | re.M)
     if match:
         found = _MSGID.search(match.group(1).decode("latin-1"))
@@ -172,10 +180,8 @@ def parse(raw: bytes) -> Inbound:
 def _parse(original: bytes) -> Inbound:
     raw, defects = _repaired(original)
     _refuse_costly_nesting(raw)
-    import email
-
     try:
-        message = email.message_from_bytes(raw)
+        message, bodies = _tree(raw)
     except RecursionError:
         raise ParseError("MIME parts nested too deeply to read") from None
     headers = _raw_headers(message, defects)
@@ -184,7 +190,8 @@ def _parse(original: bytes) -> Inbound:
     eight_bit = eight_bit_charset(
         [v for name in _PEOPLE for v in headers.get(name, ()) if not v.isascii()], hints)
     text_of = partial(header_text, eight_bit=eight_bit, hints=hints)
-    plain, htmls, attachments = _content(leaves, text_of, hints, defects)
+    plain, htmls, attachments = _content(leaves, text_of, hints, defects, bodies)
+    del bodies, raw  # views of the raw bytes; the attachments hold what was decoded
     senders = (_addresses(headers.get("from", ()), text_of)
                or _addresses(headers.get("sender", ()), text_of)
                or _addresses(headers.get("reply-to", ()), text_of)
@@ -218,6 +225,28 @@ def _parse(original: bytes) -> Inbound:
                              | {type(d).__name__ for d in message.defects})),
         html_only=html_only,
     )
+
+
+def _tree(raw: bytes) -> tuple[Message, Mapping[str, memoryview]]:
+    """The standard library's parse tree, and the bodies of large parts it was spared.
+
+    Its parser holds a message about seven times over while reading it, so large
+    leaf bodies are cut out first (see largeparts) and read from the raw bytes.
+    """
+    import email
+
+    reduced, cuts = largeparts.cut(raw)
+    if cuts:
+        try:
+            message = email.message_from_bytes(reduced)
+        except RecursionError:  # decided by the whole message below
+            message = None
+        del reduced
+        bodies = None if message is None else largeparts.bodies(message, raw, cuts)
+        if bodies is not None:
+            return message, bodies
+        del message  # the cut was not certain to change nothing else: parse it all
+    return email.message_from_bytes(raw), {}
 
 
 def _repaired(raw: bytes) -> tuple[bytes, set[str]]:
@@ -332,7 +361,8 @@ def _param(part: Message, name: str, header: str, hints: tuple[str, ...] = ()) -
 
 
 def _content(leaves: list[Message], text_of: Callable[[str], str], hints: tuple[str, ...],
-             defects: set[str]) -> tuple[list[str], list[str], list[Attachment]]:
+             defects: set[str], bodies: Mapping[str, memoryview],
+             ) -> tuple[list[str], list[str], list[Attachment]]:
     plain: list[str] = []
     htmls: list[str] = []
     attachments: list[Attachment] = []
@@ -341,7 +371,7 @@ def _content(leaves: list[Message], text_of: Callable[[str], str], hints: tuple[
         ctype = ctype if _MIME_TYPE.match(ctype) else "application/octet-stream"
         filename = _filename(part, text_of, hints)
         disposition = part.get_content_disposition()
-        payload = _payload(part)
+        payload = _payload(part, bodies)
         textual = ctype in ("text/plain", "text/html") or part.get_content_maintype() == "multipart"
         if textual and disposition != "attachment" and (not filename or disposition == "inline"):
             declared = _charset_of(part) or (
@@ -384,25 +414,47 @@ def _filename(part: Message, text_of: Callable[[str], str], hints: tuple[str, ..
     return _one_line(text_of(name))[:255]
 
 
-def _payload(part: Message) -> bytes:
+def _payload(part: Message, bodies: Mapping[str, memoryview]) -> bytes:
     if part.is_multipart():  # message/rfc822, message/delivery-status: their parts' bytes
-        chunks: list[bytes] = []
+        chunks: list[bytes | memoryview] = []
         for inner in part.get_payload():
-            _flatten(inner, chunks, 0)
+            _flatten(inner, chunks, 0, bodies)
         return b"".join(chunks)
     payload = _stored(part)
+    body = bodies.get(payload) if bodies and isinstance(payload, str) else None
+    if body is not None:
+        data = _cut_payload(part, body)
+        if data is not None:
+            return data
+        payload = str(body, "ascii")  # the text the parser would have stored
+        part.set_payload(payload)
     if isinstance(payload, bytes):
         return payload
     encoding = _part_header(part, "content-transfer-encoding").strip().lower()
     if encoding == "base64":
         return _base64(payload.encode("ascii", "ignore"))
-    if encoding in ("x-uuencode", "uuencode", "x-uue") and not _UU_BEGIN.search(payload):
+    if encoding in _UU_ENCODINGS and not _UU_BEGIN.search(payload):
         return _uudecode(payload.encode("ascii", "ignore"))
     try:
         data = part.get_payload(decode=True)
     except Exception:  # a transfer encoding beyond repair: keep what is there
         data = None
     return data if isinstance(data, bytes) else payload.encode("utf-8", "surrogateescape")
+
+
+def _cut_payload(part: Message, body: memoryview) -> bytes | None:
+    """What _payload would make of a large body's text, decoded straight from the raw
+    bytes (ASCII, so the text is those bytes); None where it needs the text (uuencode)."""
+    encoding = _part_header(part, "content-transfer-encoding").strip().lower()
+    if encoding == "base64":
+        return _base64(body)
+    # As Message.get_payload(decode=True) does, which reads the header unstripped.
+    library_encoding = str(part.get("content-transfer-encoding", "")).lower()
+    if encoding in _UU_ENCODINGS or library_encoding in _LIBRARY_DECODED:
+        return None
+    if library_encoding == "quoted-printable":
+        return binascii.a2b_qp(body)
+    return body.tobytes()
 
 
 def _stored(part: Message) -> str | bytes:
@@ -432,7 +484,8 @@ def _uudecode(data: bytes) -> bytes:
     return bytes(decoded)
 
 
-def _flatten(message: Message, chunks: list[bytes], depth: int) -> None:
+def _flatten(message: Message, chunks: list[bytes | memoryview], depth: int,
+             bodies: Mapping[str, memoryview]) -> None:
     """An attached message's bytes, headers as received (the standard library's
     generator refolds every header, which made it the slowest step of a parse)."""
     if depth > MAX_DEPTH:
@@ -441,6 +494,10 @@ def _flatten(message: Message, chunks: list[bytes], depth: int) -> None:
         chunks.append(f"{name}: {value}\n".encode("utf-8", "surrogateescape"))
     chunks.append(b"\n")
     payload = message.get_payload() if message.is_multipart() else _stored(message)
+    body = bodies.get(payload) if bodies and isinstance(payload, str) else None
+    if body is not None:
+        chunks.append(body)  # ASCII: the same bytes as its text encoded below
+        return
     if isinstance(payload, str | bytes):
         chunks.append(payload if isinstance(payload, bytes)
                       else payload.encode("utf-8", "surrogateescape"))
@@ -448,21 +505,21 @@ def _flatten(message: Message, chunks: list[bytes], depth: int) -> None:
     boundary = message.get_boundary() if message.get_content_maintype() == "multipart" else None
     if boundary is None:
         for inner in payload:
-            _flatten(inner, chunks, depth + 1)
+            _flatten(inner, chunks, depth + 1, bodies)
         return
     marker = f"--{boundary}".encode("utf-8", "surrogateescape")
     if message.preamble:
         chunks.append(message.preamble.encode("utf-8", "surrogateescape") + b"\n")
     for inner in payload:
         chunks.append(marker + b"\n")
-        _flatten(inner, chunks, depth + 1)
+        _flatten(inner, chunks, depth + 1, bodies)
         chunks.append(b"\n")
     chunks.append(marker + b"--\n")
     if message.epilogue:
         chunks.append(message.epilogue.encode("utf-8", "surrogateescape"))
 
 
-def _base64(data: bytes) -> bytes:
+def _base64(data: bytes | memoryview) -> bytes:
     # Like mail clients, read what can be read: the standard library hands back
     # the undecoded text when the length is off by one character.
     try:

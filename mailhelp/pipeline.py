@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from .config import Config
-from .db.models import RawMessage
+from .db.models import RawMessage, RawMessageBody
 from .db.session import Database, transaction
 from .errors import MailhelpError
 from .parse import message_id_of, parse
@@ -27,6 +27,8 @@ from .storage import AttachmentStore
 from .workflow import Context, Outcome, Stored, apply
 
 log = logging.getLogger(__name__)
+
+BLOB_CHUNK = 1 << 20
 
 # raw_messages.state after processing, by workflow action.
 STATE_OF = {"new_ticket": "processed", "reply": "processed", "recorded": "processed",
@@ -81,7 +83,7 @@ class Pipeline:
         now = self.clock()
         with transaction(self.db) as tx:
             seen = self._seen(tx, arrivals)
-            rows = []
+            rows, bodies = [], []
             for arrival in arrivals:
                 row = seen.get((arrival.source, arrival.uidvalidity, arrival.uid))
                 if row is None:
@@ -89,12 +91,15 @@ class Pipeline:
                         source=arrival.source, uidvalidity=arrival.uidvalidity, uid=arrival.uid,
                         message_id=message_id_of(arrival.raw)[:998],
                         sha256=hashlib.sha256(arrival.raw).hexdigest(), size=len(arrival.raw),
-                        raw=arrival.raw, state="new", received_at=now)
+                        state="new", received_at=now)
                     tx.add(row)
+                    bodies.append((row, arrival.raw))
                     if arrival.uid is not None:
                         seen[(arrival.source, arrival.uidvalidity, arrival.uid)] = row
                 rows.append(row)
             tx.flush()  # one INSERT for the batch, ids returned
+            for row, raw in bodies:
+                _store_body(tx, row.id, raw)
             return [(row.id, arrival.uid, row.state)
                     for row, arrival in zip(rows, arrivals, strict=True)]
 
@@ -124,7 +129,7 @@ class Pipeline:
     def process(self, raw_id: int, uid: int | None = None) -> Result:
         """Parse and apply one stored message (e.g. a failed one, again)."""
         with self.db.sessions() as session:
-            raw_bytes = session.get(RawMessage, raw_id).raw
+            raw_bytes = session.get(RawMessageBody, raw_id).raw
         return self._process(raw_id, uid, raw_bytes)
 
     def _process(self, raw_id: int, uid: int | None, raw_bytes: bytes) -> Result:
@@ -175,3 +180,21 @@ def _describe(error: Exception) -> str:
     if isinstance(error, MailhelpError):
         return str(error)
     return f"{type(error).__name__}: {error}"[:2000]
+
+
+def _store_body(tx: Session, raw_id: int, raw: bytes) -> None:
+    """A message's bytes into raw_message_bodies. On SQLite through its blob API, a
+    megabyte at a time: bound as a parameter, sqlite3 copies them, and that copy stays
+    attached to the cached statement until the statement is used again."""
+    connection = tx.connection()
+    if connection.dialect.name != "sqlite":
+        tx.add(RawMessageBody(raw_id=raw_id, raw=raw))
+        return
+    connection.exec_driver_sql(
+        "INSERT INTO raw_message_bodies (raw_id, raw) VALUES (?, zeroblob(?))",
+        (raw_id, len(raw)))
+    view = memoryview(raw)
+    with connection.connection.driver_connection.blobopen(
+            "raw_message_bodies", "raw", raw_id) as blob:
+        for start in range(0, len(raw), BLOB_CHUNK):
+            blob.write(view[start:start + BLOB_CHUNK])

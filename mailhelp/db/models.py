@@ -129,7 +129,6 @@ class RawMessage(Base):
     message_id: Mapped[str] = mapped_column(String(998), index=True)
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer)
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
     state: Mapped[str] = mapped_column(String(16), default="new", index=True)
     error: Mapped[str | None] = mapped_column(Text)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
@@ -137,6 +136,17 @@ class RawMessage(Base):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_raw_messages_mailbox_uid", "source", "uidvalidity", "uid"),)
+
+
+class RawMessageBody(Base):
+    """The bytes of a RawMessage, written once and never updated. Apart from its row
+    because SQLite rewrites a whole row on every UPDATE: bytes stored beside ``state``
+    were read into memory and written again, twice their size, at each change of it."""
+
+    __tablename__ = "raw_message_bodies"
+
+    raw_id: Mapped[int] = mapped_column(ForeignKey("raw_messages.id"), primary_key=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Message(Base):

@@ -100,8 +100,9 @@ class ImapMailbox:
         return sorted(int(u) for u in self.client.search("ALL"))
 
     def fetch(self, uids: list[int]) -> dict[int, bytes]:
-        # PEEK leaves \Seen alone: a person looking at the mailbox sees what is new.
-        found = self.client.fetch(uids, ["BODY.PEEK[]"])
+        with _imaplib_debug_off(self.client):
+            # PEEK leaves \Seen alone: a person looking at the mailbox sees what is new.
+            found = self.client.fetch(uids, ["BODY.PEEK[]"])
         return {int(uid): data[b"BODY[]"] for uid, data in found.items() if b"BODY[]" in data}
 
     def move(self, uids: list[int], folder: str) -> None:
@@ -175,6 +176,23 @@ class ImapMailbox:
 def _has_news(responses) -> bool:
     return any(isinstance(r, tuple) and len(r) >= 2 and r[1] in (b"EXISTS", b"RECENT")
                for r in responses or ())
+
+
+@contextlib.contextmanager
+def _imaplib_debug_off(client) -> Iterator[None]:
+    """imapclient sets imaplib's debug level to 5, at which imaplib formats a repr of
+    every response for its debug log, logged or not: for a fetched message that is
+    twice its size in memory on top of the message itself."""
+    imap = getattr(client, "_imap", None)
+    level = getattr(imap, "debug", None)
+    if not isinstance(level, int) or not level:
+        yield
+        return
+    imap.debug = 0
+    try:
+        yield
+    finally:
+        imap.debug = level
 
 
 def _close(client) -> None:
