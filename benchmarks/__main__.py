@@ -180,11 +180,12 @@ def bench_backlog(bench: Bench, plan: Plan, args) -> list[Line]:
         sending = median([r.sending_rate for r in runs])
         ceiling = median([r.send_ceiling for r in runs])
         lines.append(emit(Line(
-            f"  {database}: the two phases",
-            f"processing {processing:.1f} msg/s, then sending {sending:.0f} mails/s",
+            f"  {database}: the two stages",
+            f"processing {processing:.1f} msg/s, sending {sending:.0f} mails/s",
             f"ceiling: bare aiosmtplib {ceiling:.0f} mails/s (sending ratio "
             f"{ratio(sending, ceiling)})",
-            f"median of {len(runs)} run(s); run --once sends only after processing; "
+            f"median of {len(runs)} run(s); they overlap (a sender process): processing "
+            "until the last commit, sending from the first mail at the sink to the last; "
             f"{prepared.expected_mails / prepared.messages:.2f} mails per message")))
     for database, runs in results.items():
         peak = max(r.max_rss for r in runs)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .harness import HELP, Bench, Database, mailhelp
@@ -61,7 +62,7 @@ class Run:
     problems: list[str] = field(default_factory=list)
     stopped: bool = False  # interrupted at the deadline: ``processed`` of the backlog
     processed: int = 0
-    processing_rate: float = 0.0  # messages per second before the first mail went out
+    processing_rate: float = 0.0  # messages per second until the last one was committed
     sending_rate: float = 0.0  # mails per second from the first mail to the last
     send_ceiling: float = 0.0  # mails per second of the bare aiosmtplib loop
 
@@ -143,7 +144,7 @@ def one_run(bench: Bench, backlog: Backlog, database: str, *, deadline: float | 
                      "-o", f"{profile}.{len(profilers) + 1}", "--pid", str(pid)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
-        started = time.monotonic()
+        started, wall_started = time.monotonic(), time.time()
         while passes < MAX_PASSES:
             passes += 1
             left = deadline - (time.monotonic() - started) if deadline else None
@@ -169,9 +170,11 @@ def one_run(bench: Bench, backlog: Backlog, database: str, *, deadline: float | 
         first = min((a.at for a in sink.arrivals), default=finished)
         last = max((a.at for a in sink.arrivals), default=finished)
         seconds = max(finished, last) - started
-        # run --once sends only after it has processed everything it will: the mails'
-        # arrivals span the sending phase, what came before is the processing phase.
-        processing = first - started
+        # Mail goes out while later messages are processed: processing is from the start
+        # to the last message's commit (raw_messages.processed_at), sending from the
+        # first mail at the sink to the last. The longer of the two is the bottleneck.
+        processing = _timestamp(db.scalar("SELECT max(processed_at) FROM raw_messages")) \
+            - wall_started
         sending = last - first
         mails = sink.count
         size = sum(a.size for a in sink.arrivals) // mails if mails else 4000
@@ -191,6 +194,13 @@ def one_run(bench: Bench, backlog: Backlog, database: str, *, deadline: float | 
                fetched["messages"] / fetched["seconds"], send_ceiling / per_message, mails,
                problems, stopped, processed, processed / processing if processing > 0 else 0.0,
                mails / sending if sending > 0 else 0.0, send_ceiling)
+
+
+def _timestamp(value) -> float:
+    """A processed_at read back from SQLite (text, UTC) or PostgreSQL (aware datetime)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value.timestamp() if value is not None else time.time()
 
 
 def _wait_all(processes: list[subprocess.Popen]) -> None:

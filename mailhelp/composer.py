@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
+from email.policy import EmailPolicy
 from functools import lru_cache
 
 from .parse import Attachment
@@ -45,7 +46,25 @@ class _ReusedHeaders:
         return self.registry[name]
 
 
-BODY_POLICY = SMTP_POLICY.clone(header_factory=_ReusedHeaders())
+class _BodyPolicy(EmailPolicy):
+    """policy.default for SMTP, remembering how it folded a header: the same few part
+    headers are folded for every body."""
+
+    def fold_binary(self, name: str, value) -> bytes:
+        return _folded(self, name, value, type(value))
+
+
+@lru_cache(maxsize=256)
+def _folded(policy: EmailPolicy, name: str, value, _type: type) -> bytes:
+    return EmailPolicy.fold_binary(policy, name, value)
+
+
+BODY_POLICY = _BodyPolicy(linesep="\r\n", header_factory=_ReusedHeaders())  # as SMTP_POLICY
+# The boundary between the text and HTML parts, the same in every body so that the
+# multipart header is reused too. It cannot occur in a part's encoded form: '=' is
+# escaped in quoted-printable and '_' is not in base64's alphabet, so only a text sent
+# as it is (short lines) could hold it; then the generator picks a random one.
+BOUNDARY = "=_mailhelp_b1e7d4c0a9f2"
 
 
 def body(rendered: Rendered, attachments: Sequence[Attachment] = ()) -> bytes:
@@ -58,6 +77,8 @@ def body(rendered: Rendered, attachments: Sequence[Attachment] = ()) -> bytes:
         mail.add_attachment(attachment.payload, maintype=maintype or "application",
                             subtype=subtype or "octet-stream",
                             filename=safe_filename(attachment.filename))
+    if not attachments and BOUNDARY not in rendered.text and BOUNDARY not in rendered.html:
+        mail.set_boundary(BOUNDARY)
     return mail.as_bytes()
 
 

@@ -73,3 +73,24 @@ def test_body_is_a_complete_mime_entity():
     assert mail.get_content_type() == "multipart/alternative"
     assert mail.get_body(("plain",)).get_content().splitlines() == ["hello"]
     assert mail.get_body(("html",)).get_content().splitlines() == ["<p>hello</p>"]
+
+
+def test_bodies_share_one_boundary_that_never_occurs_in_the_parts():
+    content = composer.body(Rendered("s", "x\n", "<p>x</p>\n"))
+    assert f'boundary="{composer.BOUNDARY}"'.encode() in content
+    # Text that carries the boundary (sent as it is: short ASCII lines) gets another one.
+    sly = f"--{composer.BOUNDARY}\nContent-Type: text/html\n\n<script>\n"
+    content = composer.body(Rendered("s", sly, "<p>x</p>\n"))
+    assert f'boundary="{composer.BOUNDARY}"'.encode() not in content
+    mail = parsed(composer.headers([("Subject", "s")]) + content)
+    assert [p.get_content_type() for p in mail.iter_parts()] == ["text/plain", "text/html"]
+    assert mail.get_body(("plain",)).get_content().splitlines() == sly.splitlines()
+
+
+def test_body_is_what_the_default_policy_builds():
+    rendered = Rendered("s", "Grüße, " + "long line " * 20 + "\n", "<p>é</p>\n")
+    mail = EmailMessage(policy=email.policy.SMTP)
+    mail.set_content(rendered.text)
+    mail.add_alternative(rendered.html, subtype="html")
+    mail.set_boundary(composer.BOUNDARY)
+    assert composer.body(rendered) == mail.as_bytes()
