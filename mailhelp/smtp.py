@@ -191,10 +191,9 @@ class OutboxSender:
         # One connection for the worker's whole run: checking one out of the pool for
         # every statement costs as much as the statement.
         with self.db.engine.connect() as connection:
-            connection.execution_options(**{WRITE: True})
             while not queue.empty():
                 row_id = queue.get_nowait()
-                with connection.begin():
+                with connection.execution_options(**{WRITE: False}).begin():
                     row = connection.execute(_LOAD, {"row_id": row_id}).one()
                 recipients = list(row.recipients)
                 raw = complete(row.raw, row.body_text, row.body_html)
@@ -213,7 +212,7 @@ class OutboxSender:
                 # The common case, kept to one statement without the ORM: the sooner this
                 # commit follows the server's 250, the smaller the window in which a crash
                 # resends a mail.
-                with connection.begin():
+                with connection.execution_options(**{WRITE: True}).begin():
                     connection.execute(_SENT, {"row_id": row_id, "sent_at": self.clock()})
                 stats.sent += 1
                 log.info("ticket=%s message=%s outbox=%s action=sent kind=%s to=%s",
