@@ -4,17 +4,19 @@ clock. Kept light: `mailhelp ingest` (an MTA pipe, a process per message) starts
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from .config import Config
 from .db import SCHEMA_HEAD
 from .db.session import Database
 from .errors import MailhelpError
-from .pipeline import Pipeline
-from .smtp import FlushStats, OutboxSender
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .pipeline import Pipeline
+    from .smtp import FlushStats, OutboxSender
 
 
 @dataclass
@@ -39,16 +41,25 @@ class App:
         clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
         return cls(config, db, clock)
 
+    # Imported on first use: `mailhelp tickets` needs neither the pipeline nor SMTP.
     def pipeline(self) -> Pipeline:
+        from .pipeline import Pipeline
+
         return Pipeline(self.config, self.db, self.clock)
 
     def sender(self) -> OutboxSender:
+        from .smtp import OutboxSender
+
         return OutboxSender(self.config.require_smtp(), self.db, self.clock)
 
 
 def flush_outbox(app: App) -> FlushStats:
+    from .smtp import FlushStats
+
     if app.config.smtp is None:
         return FlushStats()
+    import asyncio
+
     sender = app.sender()
 
     async def flush() -> FlushStats:

@@ -73,6 +73,8 @@ class Secret:
 
 @dataclass(frozen=True)
 class HelpdeskConfig:
+    """[helpdesk]: the help address and the name mail goes out under."""
+
     address: str
     name: str = "Help Desk"
     subject_tag: str = "#{id}"
@@ -84,11 +86,15 @@ class HelpdeskConfig:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
+    """[database]: where tickets are kept (SQLite or PostgreSQL)."""
+
     url: str = "sqlite:///mailhelp.db"
 
 
 @dataclass(frozen=True)
 class ImapConfig:
+    """[imap]: the help mailbox mailhelp reads, and the folders it files mail into."""
+
     host: str
     username: str
     port: int = 993
@@ -115,6 +121,8 @@ class ImapConfig:
 
 @dataclass(frozen=True)
 class SmtpConfig:
+    """[smtp]: the server mailhelp sends through, and how it retries."""
+
     host: str
     port: int = 587
     security: str = field(default="starttls", metadata=_choice(*SECURITY_MODES))
@@ -131,6 +139,8 @@ class SmtpConfig:
 
 @dataclass(frozen=True)
 class StaffConfig:
+    """[staff]: who answers tickets, by address or by whole domain."""
+
     addresses: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
 
@@ -142,6 +152,8 @@ class StaffConfig:
 
 @dataclass(frozen=True)
 class SurveyConfig:
+    """[survey]: the satisfaction question after a ticket is resolved."""
+
     enabled: bool = True
     delay: timedelta = timedelta(hours=1)
     # A requester is asked at most once in this long.
@@ -159,6 +171,8 @@ class SurveyConfig:
 
 @dataclass(frozen=True)
 class LifecycleConfig:
+    """[lifecycle]: reminders, automatic resolution and closing."""
+
     auto_close_after: timedelta = timedelta(days=3)
     pending_reminder_after: timedelta = timedelta(days=3)
     pending_resolve_after: timedelta = timedelta(days=7)
@@ -166,6 +180,8 @@ class LifecycleConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
+    """[limits]: how much automatic mail may go out, and how large a message may be."""
+
     # Automatic mail (acknowledgements, notices, reminders, surveys) to one address and
     # on one ticket within an hour; above this it is recorded and not sent. Two help
     # desks answering each other stop after a handful of mails.
@@ -181,6 +197,8 @@ class LimitsConfig:
 
 @dataclass(frozen=True)
 class SpamConfig:
+    """[spam]: how the receiving server's spam verdict is read."""
+
     # Mail the receiving server flagged (X-Spam-Flag: YES, or a score at or above the
     # threshold in this header) goes to [imap] spam_folder with no ticket.
     score_header: str = "X-Spam-Score"
@@ -189,6 +207,8 @@ class SpamConfig:
 
 @dataclass(frozen=True)
 class AuthenticationConfig:
+    """[authentication]: whether staff mail must prove where it came from."""
+
     # The authserv-id your own mail server writes into Authentication-Results. With it,
     # staff mail that fails DMARC/DKIM/SPF alignment is kept as an unverified note.
     trusted_authserv_ids: tuple[str, ...] = ()
@@ -199,24 +219,32 @@ class AuthenticationConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
+    """[storage]: where attachments are kept."""
+
     # Attachments are stored by content hash here, not in the database.
     attachments_dir: str = "mailhelp-attachments"
 
 
 @dataclass(frozen=True)
 class TemplatesConfig:
+    """[templates]: the admin's own versions of the mail templates."""
+
     # A directory whose files override the bundled templates of the same name.
     dir: str = ""
 
 
 @dataclass(frozen=True)
 class LogConfig:
+    """[log]: how much is logged, and where."""
+
     level: str = field(default="info", metadata=_choice(*LOG_LEVELS))
     file: str = ""
 
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration file, one field per section."""
+
     helpdesk: HelpdeskConfig
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     imap: ImapConfig | None = None

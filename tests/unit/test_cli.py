@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -111,3 +114,50 @@ def test_python_dash_m_and_help():
     for command in ("init", "check", "run", "ingest", "tickets", "failed", "report", "serve",
                     "demo"):
         assert command.encode() in done.stdout
+
+
+# What `mailhelp ingest` imports is paid on every message (an MTA pipe runs one process
+# per message), so these stay out of it until a message or a command needs them.
+NOT_FOR_A_PLAIN_NEW_TICKET = (
+    "alembic", "uvicorn", "imapclient", "aiosmtplib", "charset_normalizer", "flufl.bounce",
+    "authres", "lxml", "inscriptis", "mailhelp.web", "mailhelp.report", "mailhelp.daemon",
+    "mailhelp.sources.imap", "mailhelp.db.migrate", "mailhelp.check", "mailhelp.demo",
+    "mailhelp.views", "mailhelp.smtp",
+)
+NOT_BEFORE_A_MESSAGE = ("jinja2",)
+
+INGEST_AND_LOOK = textwrap.dedent("""
+    import gc, json, sys
+    from mailhelp import cli, pipeline
+
+    seen = {}
+    sweep = pipeline.Pipeline.sweep
+
+    def look_then_sweep(self, *args, **kwargs):  # start-up is over when ingest sweeps
+        seen["start-up"] = sorted(sys.modules)
+        seen["collector"] = {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
+        return sweep(self, *args, **kwargs)
+
+    pipeline.Pipeline.sweep = look_then_sweep
+    status = cli.main(sys.argv[1:])
+    seen["ingest"] = sorted(sys.modules)
+    print(json.dumps(seen))
+    sys.exit(status)
+""")
+
+
+def test_ingest_imports_only_what_the_message_needs(config):
+    done = subprocess.run(
+        [sys.executable, "-c", INGEST_AND_LOOK, "--config", str(config), "ingest",
+         str(DATA / "teacher_projector.eml")],
+        capture_output=True, cwd=config.parent, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    seen = json.loads(done.stdout)
+    started, ingested = set(seen["start-up"]), set(seen["ingest"])
+    assert "mailhelp.workflow" in started  # the look was taken after start-up
+    assert "jinja2" in ingested  # the acknowledgement was rendered
+    assert [m for m in NOT_BEFORE_A_MESSAGE if m in started] == []
+    assert [m for m in NOT_FOR_A_PLAIN_NEW_TICKET if m in ingested] == []
+    # Start-up ran without the cyclic collector, which was back on for the message with
+    # the start-up's objects frozen out of its sight.
+    assert seen["collector"]["enabled"] and seen["collector"]["frozen"] > 0
