@@ -8,7 +8,9 @@ Connections are kept open across mails and several are used at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import socket
 import ssl
 import zlib
 from collections.abc import Callable
@@ -52,6 +54,14 @@ class FlushStats:
                           self.failed + other.failed)
 
 
+@functools.cache
+def _local_hostname() -> str:
+    """The name mailhelp gives in EHLO, looked up once: left to aiosmtplib, each new
+    connection asks the resolver again from a thread pool (seconds where reverse DNS
+    is slow)."""
+    return socket.getfqdn()
+
+
 def tls_context(ca_file: str, verify: bool) -> ssl.SSLContext:
     """One context per connection setting: loading the CA store per mail costs 100 ms."""
     context = ssl.create_default_context(cafile=ca_file or None)
@@ -75,7 +85,7 @@ class SmtpTransport:
 
         config = self.config
         client = aiosmtplib.SMTP(
-            hostname=config.host, port=config.port,
+            hostname=config.host, port=config.port, local_hostname=_local_hostname(),
             use_tls=config.security == "tls",
             start_tls=config.security == "starttls",
             tls_context=self.context,

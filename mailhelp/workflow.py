@@ -11,12 +11,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import authenticity, bounces, commands, notices, surveys
 from . import classify as verdicts
+from . import notices, surveys
 from .config import Config
 from .db.models import (
     Attachment,
@@ -33,6 +34,9 @@ from .quoting import new_text_of
 from .storage import AttachmentStore, safe_filename
 from .threading import find_ticket, is_help_address, ticket_subject
 from .tickets import add_participant, event, person, set_status
+
+if TYPE_CHECKING:
+    from . import authenticity, commands
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +114,8 @@ def apply(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: datetim
     if ticket is None:
         return _new_ticket(tx, ctx, inbound, raw, now)
     if config.staff.is_staff(inbound.sender.address):
+        from . import authenticity  # only staff mail needs it (and its parser)
+
         proof = authenticity.check(inbound, config.authentication.trusted_authserv_ids)
         if proof.status == authenticity.FAILED or (
                 proof.status == authenticity.UNKNOWN
@@ -182,6 +188,8 @@ def _requester_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound
 
 def _staff_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: Stored,
                  reason: str, now: datetime) -> Outcome:
+    from . import commands
+
     config = ctx.config
     parsed = commands.parse(new_text_of(inbound))
     actor = inbound.sender.address
@@ -270,6 +278,8 @@ def _unverified_staff(tx: Session, ctx: Context, ticket: Ticket, inbound: Inboun
 def _bounce(tx: Session, ctx: Context, ticket: Ticket | None, inbound: Inbound,
             raw: Stored, reason: str, now: datetime) -> Outcome:
     """A bounce of our mail: mark it, note it on its ticket, rest the address a while."""
+    from . import bounces
+
     report = bounces.analyse(raw.raw, ctx.config.helpdesk.domain)
     returned = list(tx.scalars(select(Outbox).where(Outbox.message_id.in_(report.returned_ids))))
     if returned:
@@ -299,6 +309,8 @@ def _bounce(tx: Session, ctx: Context, ticket: Ticket | None, inbound: Inbound,
 def _command_failed(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound,
                     raw: Stored, reason: str, error: str, now: datetime) -> Outcome:
     """Nothing is relayed or changed; the staff member is told which line was wrong."""
+    from . import commands
+
     _record(tx, ctx, ticket, inbound, raw, "note", reason, inbound.text, now)
     event(tx, ticket, now, inbound.sender.address, "command_error", error)
     notices.command_error(tx, ctx.config, ticket, inbound, error, commands.usage(), now)
@@ -309,6 +321,8 @@ def _command_failed(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound,
 
 def _command_env(tx: Session, ctx: Context, ticket: Ticket, actor: str,
                  now: datetime) -> commands.Env:
+    from . import commands
+
     def add(address: str) -> None:
         add_participant(tx, ticket, person(tx, Address("", address), now), now, actor)
 
