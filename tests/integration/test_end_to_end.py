@@ -313,3 +313,45 @@ def test_failed_retry_after_a_fix(mail, tmp_path, database_url):
     assert len(mail.messages(HELP, "mailhelp/processed")) == 1
     assert len(mail.wait_for_messages("teacher1@school.test", 1)) == 1
     assert json.loads(mailhelp(config, "failed", "list", "--json").stdout) == []
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _dead(pid: int, timeout: float) -> bool:
+    """Gone, or a zombie nobody reaps (PID 1 in a container may not)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_the_sender_process_ends_with_the_daemon(mail, config, how):
+    daemon = Daemon(config)
+    try:
+        daemon.wait_for_log("action=imap_connected")
+        [sender] = _children(daemon.process.pid)
+        if how == "sigkill":
+            daemon.process.kill()  # as a crash would: no chance to stop the sender
+            daemon.process.wait()
+        else:
+            assert daemon.stop() == 0, daemon.output()
+        assert _dead(sender, timeout=5), f"sender {sender} outlived the daemon ({how})"
+    finally:
+        daemon.stop()
