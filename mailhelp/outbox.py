@@ -56,21 +56,6 @@ def subject_tag(config: Config, ticket_id: int) -> str:
     return config.helpdesk.subject_tag.format(id=ticket_id)
 
 
-@dataclass(frozen=True)
-class Composed:
-    message_id: str
-    raw: bytes
-
-
-def compose(config: Config, ticket: Ticket, draft: Draft, now: datetime,
-            rendered: Rendered | None = None) -> Composed:
-    """Render a draft into a complete message (text and HTML parts, threading headers)."""
-    rendered = rendered or render(draft.template or draft.kind, draft.variables,
-                                  config.templates.dir)
-    message_id, head = header_block(config, ticket, draft, now, rendered.subject)
-    return Composed(message_id, head + composer.body(rendered, draft.attachments))
-
-
 def header_block(config: Config, ticket: Ticket, draft: Draft, now: datetime,
                  subject: str) -> tuple[str, bytes]:
     """A new Message-ID and the header lines of the mail that carries it."""

@@ -104,7 +104,7 @@ class Pipeline:
                     for row, arrival in zip(rows, arrivals, strict=True)]
 
     @staticmethod
-    def _seen(tx: Session, arrivals: Sequence[Arrival]) -> dict[tuple, tuple]:
+    def _seen(tx: Session, arrivals: Sequence[Arrival]) -> dict[tuple, object]:
         """Rows already stored for these IMAP messages, by (source, uidvalidity, uid)."""
         keys = {(a.source, a.uidvalidity) for a in arrivals if a.uid is not None}
         seen = {}

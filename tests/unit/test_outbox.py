@@ -7,10 +7,12 @@ import email.policy
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+from mailhelp import composer
 from mailhelp import config as config_module
 from mailhelp.notices import variables
-from mailhelp.outbox import Draft, compose
+from mailhelp.outbox import Draft, header_block
 from mailhelp.parse import Address
+from mailhelp.templating import render as render_template
 
 CONFIG = config_module.loads('[helpdesk]\nname = "Help <Desk>"\naddress = "help@school.test"\n')
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -29,7 +31,10 @@ def render(subject: str, text: str = "hello", name: str = "Jane") -> email.messa
     draft = Draft(kind="ack", to=(Address(name, "teacher1@school.test"),),
                   variables=variables(CONFIG, t, message=message), in_reply_to="<a@x>",
                   references=("<r@x>",))
-    raw = compose(CONFIG, t, draft, NOW).raw
+    rendered = render_template(draft.kind, draft.variables)
+    # What the outbox stores (a header block) and the sender adds (the body).
+    _, head = header_block(CONFIG, t, draft, NOW, rendered.subject)
+    raw = composer.complete(head, rendered.text, rendered.html)
     return email.message_from_bytes(raw, policy=email.policy.default)
 
 
