@@ -7,6 +7,8 @@ import email.policy
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailhelp import composer
 from mailhelp.templating import Rendered
@@ -94,3 +96,16 @@ def test_body_is_what_the_default_policy_builds():
     mail.add_alternative(rendered.html, subtype="html")
     mail.set_boundary(composer.BOUNDARY)
     assert composer.body(rendered) == mail.as_bytes()
+
+
+_TEXT = st.text(st.sampled_from("ab xy\n\r\t.=-é€🙂\x0b\u2028"), max_size=300)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=_TEXT, html=_TEXT, long_line=st.integers(0, 120))
+def test_the_written_body_is_the_packages_byte_for_byte(text, html, long_line):
+    # The body nearly every mail has is written directly; it must never differ from
+    # what the email package makes of the same words (encoding choice, line ends).
+    text = "w" * long_line + text
+    rendered = Rendered("s", text, html)
+    assert composer._alternative(text, html) == composer._by_package(rendered)
