@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.utils import format_datetime, make_msgid
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from . import composer
@@ -33,6 +33,20 @@ TO_REQUESTERS = ("ack", "status", "reminder", "survey")
 RATE_LIMITED = (*TO_REQUESTERS, "notification")
 LIMITS_MEMO = "mailhelp_limits"
 CONTENT_MEMO = "mailhelp_content"
+RENDERED_MEMO = "mailhelp_rendered"
+
+
+# hold_reason's queries, built once and run on the transaction's connection.
+_outbox, _suppressions = Outbox.__table__, Suppression.__table__
+_BOUNCED = select(_suppressions.c.address).where(
+    _suppressions.c.address.in_(bindparam("addresses", expanding=True)),
+    _suppressions.c.until > bindparam("now"))
+_RECENT = select(func.count()).select_from(_outbox).where(
+    _outbox.c.created_at >= bindparam("since"), _outbox.c.status != "suppressed")
+_RECENT_ON_TICKET = _RECENT.where(_outbox.c.ticket_id == bindparam("ticket_id"),
+                                  _outbox.c.kind.in_(RATE_LIMITED))
+_RECENT_TO_ADDRESS = _RECENT.where(_outbox.c.to_address == bindparam("address"),
+                                   _outbox.c.kind.in_(TO_REQUESTERS))
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,7 @@ def enqueue(
         return None
     if not draft.to:
         draft = replace(draft, to=draft.cc[:1], cc=draft.cc[1:])
-    rendered = render(draft.template or draft.kind, draft.variables, config.templates.dir)
+    rendered = _render(tx, config, draft)
     message_id, raw = header_block(config, ticket, draft, now, rendered.subject)
     text = html = None
     if draft.attachments:
@@ -158,33 +172,41 @@ def _hold_reason(tx: Session, config: Config, ticket: Ticket, draft: Draft,
                  now: datetime) -> str:
     limits, memo = config.limits, _limits_memo(tx)
     since = now - timedelta(hours=1)
-    recent = select(func.count()).select_from(Outbox).where(
-        Outbox.created_at >= since, Outbox.status != "suppressed")
+    run = tx.connection().execute
     if draft.kind in TO_REQUESTERS:
         recipients = [a.address for a in (*draft.to, *draft.cc)]
         unknown = [r for r in recipients if r not in memo["bounced"]]
         if unknown:
-            found = set(tx.scalars(select(Suppression.address).where(
-                Suppression.address.in_(unknown), Suppression.until > now)))
+            found = set(run(_BOUNCED, {"addresses": unknown, "now": now}).scalars())
             memo["bounced"].update({r: r in found for r in unknown})
         bounced = next((r for r in recipients if memo["bounced"][r]), None)
         if bounced:
             return f"{bounced} bounced lately: no automatic mail until the suppression ends"
     if ticket.id not in memo["ticket"]:
-        memo["ticket"][ticket.id] = tx.scalar(recent.where(
-            Outbox.ticket_id == ticket.id, Outbox.kind.in_(RATE_LIMITED)))
+        memo["ticket"][ticket.id] = run(_RECENT_ON_TICKET, {
+            "since": since, "ticket_id": ticket.id}).scalar_one()
     on_ticket = memo["ticket"][ticket.id]
     if on_ticket >= limits.auto_mails_per_ticket:
         return f"rate limit: {on_ticket} automatic mails on this ticket in the last hour"
     if draft.kind in TO_REQUESTERS:
         address = draft.to[0].address
         if address not in memo["address"]:
-            memo["address"][address] = tx.scalar(recent.where(
-                Outbox.to_address == address, Outbox.kind.in_(TO_REQUESTERS)))
+            memo["address"][address] = run(_RECENT_TO_ADDRESS, {
+                "since": since, "address": address}).scalar_one()
         if memo["address"][address] >= limits.auto_mails_per_address:
             return (f"rate limit: {memo['address'][address]} automatic mails to {address} "
                     "in the last hour")
     return ""
+
+
+def _render(tx: Session, config: Config, draft: Draft) -> Rendered:
+    """The draft's words; mails of one change that say the same (a notification to each
+    staff member) are rendered once."""
+    key = (draft.template or draft.kind, draft.variables)
+    memo = tx.info.get(RENDERED_MEMO)
+    if memo is None or memo[0] != key:
+        memo = tx.info[RENDERED_MEMO] = (key, render(key[0], key[1], config.templates.dir))
+    return memo[1]
 
 
 def _content(tx: Session, rendered: Rendered, attachments: Sequence[Attachment]) -> bytes:

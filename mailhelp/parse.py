@@ -21,7 +21,7 @@ from email.errors import HeaderParseError
 from email.headerregistry import Address as _StdAddress
 from email.message import Message
 from email.utils import formataddr, getaddresses, parseaddr, parsedate_to_datetime
-from functools import partial
+from functools import lru_cache, partial
 
 from . import largeparts
 from .charsets import decode, decode_reporting, eight_bit_charset, header_text, meta_charset
@@ -80,19 +80,26 @@ _UNNAMED = {
 _TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 
 
+@lru_cache(maxsize=1024)
+def _formatted(name: str, address: str) -> str:
+    """``Name <address>`` with the name quoted where it must be (remembered: the same
+    few people are named in mail after mail, and the header classes are slow)."""
+    name = " ".join(name.split())  # never a line break into a header
+    if not name:
+        return address
+    try:
+        return str(_StdAddress(display_name=name, addr_spec=address))
+    except (ValueError, IndexError, HeaderParseError):
+        return formataddr((name, address))
+
+
 @dataclass(frozen=True)
 class Address:
     name: str
     address: str  # lower-cased; what every comparison uses
 
     def formatted(self) -> str:
-        name = " ".join(self.name.split())  # never a line break into a header
-        if not name:
-            return self.address
-        try:
-            return str(_StdAddress(display_name=name, addr_spec=self.address))
-        except (ValueError, IndexError, HeaderParseError):
-            return formataddr((name, self.address))
+        return _formatted(self.name, self.address)
 
     @property
     def deliverable(self) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Integer, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,13 @@ STATE_OF = {"new_ticket": "processed", "reply": "processed", "recorded": "proces
             "staff_reply": "processed", "spam": "spam",
             "duplicate": "duplicate", "ignored": "ignored"}
 DONE_STATES = ("processed", "duplicate", "ignored", "spam")
+
+
+_raw_messages = RawMessage.__table__
+# A processed message's row, in the transaction of its ticket change.
+_DONE = update(_raw_messages).where(_raw_messages.c.id == bindparam("raw_id")).values(
+    state=bindparam("done_state"), error=None, processed_at=bindparam("done_at"),
+    ticket_id=func.coalesce(bindparam("done_ticket", type_=Integer), _raw_messages.c.ticket_id))
 
 
 @dataclass(frozen=True)
@@ -162,11 +169,9 @@ class Pipeline:
                     stored = Stored(raw_id, raw_bytes)
                     now = self.clock()
                     outcome = apply(tx, self.context, inbound, stored, now)
-                    done = {"state": STATE_OF[outcome.action], "error": None,
-                            "processed_at": now}
-                    if outcome.ticket_id or stored.ticket_id:
-                        done["ticket_id"] = outcome.ticket_id or stored.ticket_id
-                    tx.execute(update(RawMessage).where(RawMessage.id == raw_id).values(done))
+                    done = {"done_state": STATE_OF[outcome.action], "done_at": now,
+                            "done_ticket": outcome.ticket_id or stored.ticket_id}
+                    tx.connection().execute(_DONE, {"raw_id": raw_id, **done})
                 return outcome
             except IntegrityError:
                 # Another process recorded the same Message-ID between our check and

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from . import classify as verdicts
@@ -47,6 +47,16 @@ _NOT_THANKS = re.compile(r"\?|\b(not|still|but|again|no longer|doesn'?t|isn'?t|w
                          r"nicht|noch)\b", re.I)
 
 
+# The lookups every message makes, built once and run as plain statements on the
+# transaction's connection: they come before anything is added, so nothing need be
+# flushed first, and the ORM's execution costs more than the query.
+_messages = Message.__table__
+_RECORDED = select(_messages.c.id).where(
+    _messages.c.message_id == bindparam("message_id")).limit(1)
+_THREADED = select(_messages.c.message_id, _messages.c.ticket_id).where(
+    _messages.c.message_id.in_(bindparam("ids", expanding=True)))
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one message: for the log, the raw row and the source."""
@@ -75,7 +85,7 @@ class Context:
 def apply(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: datetime) -> Outcome:
     """Record ``inbound`` on a ticket (a new one or the one it threads to)."""
     config = ctx.config
-    if tx.scalar(select(Message.id).where(Message.message_id == inbound.message_id)) is not None:
+    if tx.connection().execute(_RECORDED, {"message_id": inbound.message_id}).first():
         return Outcome("duplicate", detail="Message-ID already recorded")
     verdict = verdicts.classify(inbound, config.helpdesk.address, config.spam.score_header,
                                 config.spam.score_threshold)
@@ -389,8 +399,7 @@ def _may_join(ctx: Context, ticket: Ticket, sender: Address) -> bool:
 
 def _ticket_of_ids(tx: Session, ids: Iterable[str]) -> int | None:
     ids = list(ids)
-    by_id = dict(tx.execute(select(Message.message_id, Message.ticket_id)
-                            .where(Message.message_id.in_(ids))).all())
+    by_id = dict(tx.connection().execute(_THREADED, {"ids": ids}).all())
     for message_id in ids:
         if message_id in by_id:
             return by_id[message_id]
