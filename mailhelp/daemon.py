@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import OperationalError
 
 from .app import App, flush_outbox
+from .db.session import WriteTurn
 from .lifecycle import next_due, run_due
 from .smtp import FlushStats, OutboxSender
 
@@ -103,6 +104,9 @@ class SenderProcess:
         # Nothing of this process's may be shared: its database connections are closed
         # (they reopen on use) and the process is forked before IMAP connects.
         self.app.db.engine.dispose()
+        if self.app.db.dialect == "sqlite":
+            # A new one for each sender: one that died may have died holding the old.
+            self.app.db.write_turn = WriteTurn(self.context)
         self.process = self.context.Process(
             target=_deliver, name="mailhelp-sender", daemon=True,
             args=(self.app, self.retry, self.wake, self.stopping, self.child_end, os.getpid()))

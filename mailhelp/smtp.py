@@ -34,7 +34,7 @@ _LOAD = select(Outbox.id, Outbox.ticket_id, Outbox.message_id, Outbox.kind, Outb
                Outbox.recipients, Outbox.raw, Outbox.body_text, Outbox.body_html).where(
     Outbox.id.in_(bindparam("row_ids", expanding=True)), Outbox.status == "queued")
 LOAD_AHEAD = 20  # rows read with one statement; a 200 KB attachment each at most
-_SENT = update(Outbox).where(Outbox.id == bindparam("row_id")).values(
+_SENT = update(Outbox).where(Outbox.id.in_(bindparam("row_ids", expanding=True))).values(
     status="sent", sent_at=bindparam("sent_at"), attempts=Outbox.attempts + 1)
 
 
@@ -156,6 +156,46 @@ def _by_code(code: int, message: str) -> Failure:
     return Failure(code // 100 != 5, f"{code} {message}".strip())
 
 
+class SentMarks:
+    """Marks accepted mails sent: each connection's latest, together, in one commit.
+
+    A connection waits for its mail's mark before it sends the next, so a crash repeats
+    at most one mail per connection. The commit runs in a thread: while it waits for
+    its turn at the database, the other connections go on talking to the server, and
+    their marks go into the next commit.
+    """
+
+    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.clock = clock
+        self.pending: list[tuple[int, asyncio.Future]] = []
+        self.committing: asyncio.Task | None = None
+
+    async def sent(self, row_id: int) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self.pending.append((row_id, done))
+        if self.committing is None or self.committing.done():
+            self.committing = asyncio.create_task(self._commit_pending())
+        await done
+
+    async def _commit_pending(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                await asyncio.to_thread(self._commit, [row_id for row_id, _ in batch])
+            except Exception as error:  # each waiting connection hears of it
+                for _, done in batch:
+                    done.set_exception(error)
+            else:
+                for _, done in batch:
+                    done.set_result(None)
+
+    def _commit(self, row_ids: list[int]) -> None:
+        with self.db.turn(), self.db.engine.connect() as connection, \
+                connection.execution_options(**{WRITE: True}).begin():
+            connection.execute(_SENT, {"row_ids": row_ids, "sent_at": self.clock()})
+
+
 class OutboxSender:
     """Delivers due outbox rows; ``flush`` returns when none is due."""
 
@@ -164,6 +204,7 @@ class OutboxSender:
         self.db = db
         self.clock = clock
         self.transports = [SmtpTransport(config) for _ in range(max(1, config.connections))]
+        self.marks = SentMarks(db, clock)
 
     async def flush(self) -> FlushStats:
         stats = FlushStats()
@@ -225,11 +266,9 @@ class OutboxSender:
                 if refused:
                     self._record(row_id, refused, stats)
                     continue
-                # The common case, kept to one statement without the ORM: the sooner this
-                # commit follows the server's 250, the smaller the window in which a crash
-                # resends a mail.
-                with connection.execution_options(**{WRITE: True}).begin():
-                    connection.execute(_SENT, {"row_id": row_id, "sent_at": self.clock()})
+                # The common case, without the ORM: the sooner the mark follows the
+                # server's 250, the smaller the window in which a crash resends a mail.
+                await self.marks.sent(row_id)
                 stats.sent += 1
                 log.info("ticket=%s message=%s outbox=%s action=sent kind=%s to=%s",
                          row.ticket_id, row.message_id, row_id, row.kind, ",".join(recipients))

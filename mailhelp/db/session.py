@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
@@ -12,7 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import ConfigError, MailhelpError
 
+log = logging.getLogger(__name__)
+
 WRITE = "mailhelp_write"
+TURN_TIMEOUT = 10.0  # seconds; as long as SQLite's own busy timeout
 
 
 class Database:
@@ -28,6 +34,11 @@ class Database:
         except (ArgumentError, ImportError) as error:
             raise ConfigError(f"database.url: {error}") from None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.write_turn: WriteTurn | None = None
+
+    def turn(self):
+        """Held around a write transaction: this process's turn to write (see WriteTurn)."""
+        return self.write_turn.take() if self.write_turn is not None else nullcontext()
 
     @property
     def dialect(self) -> str:
@@ -57,10 +68,52 @@ class Database:
 @contextmanager
 def transaction(db: Database) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
-    with db.sessions() as session, session.begin():
+    with db.turn(), db.sessions() as session, session.begin():
         # Marks the connection as a writer: on SQLite it takes the write lock up front.
         session.connection(execution_options={WRITE: True})
         yield session
+
+
+class WriteTurn:
+    """Turns at SQLite's one write lock between the daemon and its sender process.
+
+    SQLite admits one writer at a time; one that finds the lock taken polls for it,
+    sleeping 1 to 100 ms between tries. The daemon, busy with a backlog, writes one
+    transaction after another a millisecond apart and the sender, polling, almost never
+    gets in: mail piled up until the daemon was done. So both take this lock around
+    their writes, which wakes a waiter the moment it is free, and the daemon (the
+    process that made it) lets a waiting sender go first. The lock only orders them;
+    SQLite's stays the guard: a turn not had within TURN_TIMEOUT (the other process
+    died holding it) is gone without, and the daemon makes a new one for a new sender.
+    """
+
+    def __init__(self, context) -> None:
+        self.daemon = os.getpid()
+        self.lock = context.Lock()
+        self.waiting = context.Event()
+
+    @contextmanager
+    def take(self) -> Iterator[None]:
+        if os.getpid() == self.daemon:
+            # A sender is waiting: it has the lock as soon as its wait is over.
+            deadline = time.monotonic() + 0.01
+            while self.waiting.is_set() and time.monotonic() < deadline:
+                time.sleep(0)
+        else:
+            self.waiting.set()
+        try:
+            had = self.lock.acquire(timeout=TURN_TIMEOUT)
+        finally:
+            if os.getpid() != self.daemon:
+                self.waiting.clear()
+        if not had:
+            log.warning("action=write_turn_timeout pid=%s waited=%ss", os.getpid(),
+                        TURN_TIMEOUT)
+        try:
+            yield
+        finally:
+            if had:
+                self.lock.release()
 
 
 def _sqlite_engine(url: str) -> Engine:
