@@ -11,7 +11,9 @@ import asyncio
 import functools
 import logging
 import socket
+import sqlite3
 import ssl
+import threading
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +36,10 @@ _LOAD = select(Outbox.id, Outbox.ticket_id, Outbox.message_id, Outbox.kind, Outb
                Outbox.recipients, Outbox.raw, Outbox.body_text, Outbox.body_html).where(
     Outbox.id.in_(bindparam("row_ids", expanding=True)), Outbox.status == "queued")
 LOAD_AHEAD = 20  # rows read with one statement; a 200 KB attachment each at most
+# A journal's note carried into the outbox: the row may have been marked already (a
+# crash between the two commits), and then it is left as it is.
+_CARRIED = update(Outbox).where(Outbox.id == bindparam("row_id"), Outbox.status == "queued") \
+    .values(status="sent", sent_at=bindparam("sent_at"), attempts=Outbox.attempts + 1)
 _SENT = update(Outbox).where(Outbox.id.in_(bindparam("row_ids", expanding=True))).values(
     status="sent", sent_at=bindparam("sent_at"), attempts=Outbox.attempts + 1)
 
@@ -156,18 +162,107 @@ def _by_code(code: int, message: str) -> Failure:
     return Failure(code // 100 != 5, f"{code} {message}".strip())
 
 
+class SentJournal:
+    """On SQLite, where a mail is noted sent the moment the server took it: a small
+    database file of its own beside the help desk's (``<file>-sent``).
+
+    SQLite admits one writer at a time, and during a backlog the daemon is writing
+    nearly all the time: a mark in the outbox itself waits for the daemon's current
+    transaction, and the connection waits for its mark. A note here waits for no one
+    (the sender is its only writer). The notes are carried into the outbox when the
+    write lock is free, when the outbox is empty, and before anything is sent (notes
+    a crash left behind included); until then the outbox shows those mails queued,
+    and the sender leaves them be.
+    """
+
+    CARRY_AFTER = 200  # notes; or when the daemon's turn is free
+
+    def __init__(self, db: Database, path: str) -> None:
+        self.db = db
+        self.path = path
+        self.lock = threading.Lock()
+        self.count = 0
+        self.open()
+
+    def open(self) -> None:
+        self.connection = sqlite3.connect(self.path, isolation_level=None,
+                                          check_same_thread=False, timeout=10)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL"):
+            self.connection.execute(f"PRAGMA {pragma}")
+        self.connection.execute("CREATE TABLE IF NOT EXISTS sent "
+                                "(outbox_id INTEGER PRIMARY KEY, sent_at TEXT NOT NULL)")
+        self.count = self.connection.execute("SELECT count(*) FROM sent").fetchone()[0]
+
+    @classmethod
+    def for_database(cls, db: Database) -> SentJournal | None:
+        path = db.engine.url.database if db.dialect == "sqlite" else None
+        return cls(db, f"{path}-sent") if path and path != ":memory:" else None
+
+    def note(self, row_ids: list[int], sent_at: datetime) -> None:
+        with self.lock, self.connection:
+            self.connection.execute("BEGIN IMMEDIATE")
+            self.connection.executemany("INSERT OR IGNORE INTO sent VALUES (?, ?)",
+                                        [(row_id, sent_at.isoformat()) for row_id in row_ids])
+            self.count += len(row_ids)
+        if self.count >= self.CARRY_AFTER or self.db.write_turn is None:
+            self.carry()
+        elif self.db.write_turn.try_take():
+            try:
+                self._carry()
+            finally:
+                self.db.write_turn.release()
+
+    def noted(self, row_ids: list[int]) -> set[int]:
+        with self.lock:
+            found = set()
+            for start in range(0, len(row_ids), 500):
+                chunk = row_ids[start:start + 500]
+                found.update(row[0] for row in self.connection.execute(
+                    f"SELECT outbox_id FROM sent WHERE outbox_id IN ({','.join('?' * len(chunk))})",
+                    chunk))
+            return found
+
+    def carry(self) -> None:
+        """The notes into the outbox (waiting for the write turn)."""
+        with self.db.turn():
+            self._carry()
+
+    def _carry(self) -> None:
+        with self.lock:
+            notes = self.connection.execute("SELECT outbox_id, sent_at FROM sent").fetchall()
+        if not notes:
+            return
+        with self.db.engine.connect() as connection, \
+                connection.execution_options(**{WRITE: True}).begin():
+            connection.execute(_CARRIED, [
+                {"row_id": row_id, "sent_at": datetime.fromisoformat(at)} for row_id, at in notes])
+        with self.lock, self.connection:
+            self.connection.execute("BEGIN IMMEDIATE")
+            self.connection.executemany("DELETE FROM sent WHERE outbox_id = ?",
+                                        [(row_id,) for row_id, _ in notes])
+            self.count = self.connection.execute("SELECT count(*) FROM sent").fetchone()[0]
+
+    def close(self) -> None:
+        """Closed until the sender's next flush (a sender is closed between uses)."""
+        with self.lock:
+            self.connection.close()
+            self.connection = None
+
+
 class SentMarks:
     """Marks accepted mails sent: each connection's latest, together, in one commit.
 
     A connection waits for its mail's mark before it sends the next, so a crash repeats
-    at most one mail per connection. The commit runs in a thread: while it waits for
-    its turn at the database, the other connections go on talking to the server, and
-    their marks go into the next commit.
+    at most one mail per connection. The commit runs in a thread: while it waits, the
+    other connections go on talking to the server, and their marks go into the next
+    commit. On SQLite the marks are notes in a SentJournal.
     """
 
-    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+    def __init__(self, db: Database, clock: Callable[[], datetime],
+                 journal: SentJournal | None = None) -> None:
         self.db = db
         self.clock = clock
+        self.journal = journal
         self.pending: list[tuple[int, asyncio.Future]] = []
         self.committing: asyncio.Task | None = None
 
@@ -191,6 +286,9 @@ class SentMarks:
                     done.set_result(None)
 
     def _commit(self, row_ids: list[int]) -> None:
+        if self.journal is not None and self.db.write_turn is not None:
+            self.journal.note(row_ids, self.clock())
+            return
         with self.db.turn(), self.db.engine.connect() as connection, \
                 connection.execution_options(**{WRITE: True}).begin():
             connection.execute(_SENT, {"row_ids": row_ids, "sent_at": self.clock()})
@@ -204,13 +302,21 @@ class OutboxSender:
         self.db = db
         self.clock = clock
         self.transports = [SmtpTransport(config) for _ in range(max(1, config.connections))]
-        self.marks = SentMarks(db, clock)
+        self.journal = SentJournal.for_database(db)
+        self.marks = SentMarks(db, clock, self.journal)
 
     async def flush(self) -> FlushStats:
         stats = FlushStats()
+        if self.journal is not None:
+            if self.journal.connection is None:
+                self.journal.open()
+            self.journal.carry()  # notes a crash left behind: those mails went out
         while True:
             due = self._due()
             if not due:
+                if self.journal is not None and self.journal.count:
+                    self.journal.carry()
+                    continue
                 return stats
             # Mail to one address always takes the same connection, in order: a teacher
             # never gets the "resolved" notice before the answer that preceded it.
@@ -227,6 +333,8 @@ class OutboxSender:
     async def close(self) -> None:
         for transport in self.transports:
             await transport.close()
+        if self.journal is not None:
+            self.journal.close()
 
     def next_due(self) -> datetime | None:
         with self.db.sessions() as session:
@@ -236,10 +344,14 @@ class OutboxSender:
 
     def _due(self) -> list[tuple[int, str]]:
         with self.db.sessions() as session:
-            return [tuple(row) for row in session.execute(
+            due = [tuple(row) for row in session.execute(
                 select(Outbox.id, Outbox.to_address).where(
                     Outbox.status == "queued", Outbox.next_attempt_at <= self.clock())
                 .order_by(Outbox.id).limit(500))]
+        if self.journal is not None and self.journal.count:
+            sent = self.journal.noted([row_id for row_id, _ in due])
+            due = [(row_id, to) for row_id, to in due if row_id not in sent]
+        return due
 
     async def _worker(self, transport: SmtpTransport, queue: deque[int], stats: FlushStats):
         # One connection for the worker's whole run: checking one out of the pool for

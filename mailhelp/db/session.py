@@ -92,6 +92,13 @@ class WriteTurn:
         self.lock = context.Lock()
         self.waiting = context.Event()
 
+    def try_take(self) -> bool:
+        """The turn if it is free now (then ``release`` it), else False at once."""
+        return self.lock.acquire(block=False)
+
+    def release(self) -> None:
+        self.lock.release()
+
     @contextmanager
     def take(self) -> Iterator[None]:
         if os.getpid() == self.daemon:

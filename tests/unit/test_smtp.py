@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import select
 
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import Outbox, TicketEvent
-from mailhelp.db.session import Database, transaction
+from mailhelp.db.session import Database, WriteTurn, transaction
 from mailhelp.localmail import free_port
 from mailhelp.pipeline import Arrival, Pipeline
 from mailhelp.smtp import OutboxSender
@@ -52,6 +53,16 @@ def smtp_server():
 
 @pytest.fixture
 def setup(tmp_path, database_url, smtp_server):
+    yield from _setup(tmp_path, database_url, smtp_server)
+
+
+@pytest.fixture
+def sqlite_setup(tmp_path, smtp_server):
+    """The journal of sent mail is SQLite's (PostgreSQL has no single write lock)."""
+    yield from _setup(tmp_path, f"sqlite:///{tmp_path / 'journal.db'}", smtp_server)
+
+
+def _setup(tmp_path, database_url, smtp_server):
     handler, port = smtp_server
     config = desk_config(tmp_path, database_url, f"""
         [smtp]
@@ -151,3 +162,37 @@ def test_server_down_defers_everything(tmp_path, setup):
     assert stats.sent == 0 and stats.deferred >= 1
     assert all(r.status == "queued" for r in rows(db).values())
     assert all("cannot connect" in (r.last_error or "cannot connect") for r in rows(db).values())
+
+
+def test_with_a_write_turn_marks_go_to_the_journal_then_into_the_outbox(sqlite_setup):
+    # The daemon's sender on SQLite: each mail noted in <file>-sent the moment the server
+    # took it, and carried into the outbox before the flush is over.
+    handler, db, sender, clock = sqlite_setup
+    db.write_turn = WriteTurn(multiprocessing.get_context("fork"))
+    noted = []
+    note = sender.journal.note
+    sender.journal.note = lambda row_ids, at: (noted.extend(row_ids), note(row_ids, at))
+    assert flush(sender).sent == 2
+    assert len(noted) == 2
+    assert all(r.status == "sent" and r.sent_at == NOW and r.attempts == 1
+               for r in rows(db).values())
+    sender.journal.open()
+    assert sender.journal.count == 0
+
+
+def test_notes_a_crash_left_in_the_journal_are_not_sent_again(sqlite_setup):
+    # Killed between the note and its carrying: the mail went out; the next flush marks
+    # it sent and sends only the rest.
+    handler, db, sender, clock = sqlite_setup
+    ack = rows(db)["ack"]
+    sender.journal.note([ack.id], NOW)  # as a sender killed right after noting it
+    assert rows(db)["ack"].status == "sent"  # no write turn here: carried at once
+    with transaction(db) as tx:
+        tx.get(Outbox, ack.id).status = "queued"
+    sender.journal.connection.execute("INSERT INTO sent VALUES (?, ?)",
+                                      (ack.id, NOW.isoformat()))
+    sender.journal.count = 1
+    stats = flush(sender)
+    assert stats.sent == 1
+    assert [r[1] for r in handler.received] == [["tech1@school.test"]]
+    assert rows(db)["ack"].status == "sent"
