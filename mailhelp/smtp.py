@@ -175,7 +175,7 @@ class SentJournal:
     and the sender leaves them be.
     """
 
-    CARRY_AFTER = 200  # notes; or when the daemon's turn is free
+    CARRY_AFTER = 50  # notes, carried together when the write lock is free
 
     def __init__(self, db: Database, path: str) -> None:
         self.db = db
@@ -204,9 +204,9 @@ class SentJournal:
             self.connection.executemany("INSERT OR IGNORE INTO sent VALUES (?, ?)",
                                         [(row_id, sent_at.isoformat()) for row_id in row_ids])
             self.count += len(row_ids)
-        if self.count >= self.CARRY_AFTER or self.db.write_turn is None:
+        if self.db.write_turn is None:
             self.carry()
-        elif self.db.write_turn.try_take():
+        elif self.count >= self.CARRY_AFTER and self.db.write_turn.try_take():
             try:
                 self._carry()
             finally:

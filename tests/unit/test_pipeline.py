@@ -156,3 +156,44 @@ def test_ticket_events_record_who_did_what(pipeline):
         events = [(e.actor, e.action) for e in session.scalars(select(TicketEvent))]
     assert ("teacher1@school.test", "created") in events
     assert ("teacher2@school.test", "participant_added") in events
+
+
+def test_a_batch_is_applied_together_replies_and_repeats_included(pipeline, caplog):
+    # One transaction for several messages: each sees what the ones before it wrote.
+    request = mail(message_id="<first@school.test>")
+    reply = mail(message_id="<second@school.test>", subject="Re: Printer jam",
+                 extra="In-Reply-To: <first@school.test>\n")
+    other = mail(sender="teacher2@school.test", message_id="<third@school.test>")
+    results = pipeline.accept([Arrival(request, "test"), Arrival(reply, "test"),
+                               Arrival(request, "test"), Arrival(other, "test")])
+    assert [r.outcome.action for r in results] == ["new_ticket", "reply", "duplicate",
+                                                   "new_ticket"]
+    assert [r.outcome.ticket_id for r in results[:2]] == [1, 1]
+    assert results[3].outcome.ticket_id == 2
+    assert count(pipeline, Ticket) == 2
+    assert "batch_undone" not in caplog.text
+
+
+def test_one_message_failing_in_a_batch_fails_alone(pipeline, monkeypatch, caplog):
+    # The batch's transaction is undone; each message is done again on its own, so the
+    # others are processed and only the one at fault goes to the failed folder.
+    from mailhelp import pipeline as module
+
+    real_apply = module.apply
+
+    def apply(tx, ctx, inbound, stored, now):
+        if inbound.message_id == "<bad@school.test>":
+            raise ValueError("cannot apply this one")
+        return real_apply(tx, ctx, inbound, stored, now)
+
+    monkeypatch.setattr(module, "apply", apply)
+    arrivals = [Arrival(mail(sender=f"teacher{i}@school.test",
+                             message_id=f"<{'bad' if i == 2 else i}@school.test>"), "test")
+                for i in range(1, 5)]
+    results = pipeline.accept(arrivals)
+    assert [r.state for r in results] == ["processed", "failed", "processed", "processed"]
+    assert "cannot apply this one" in results[1].error
+    assert "action=batch_undone messages=4" in caplog.text
+    assert count(pipeline, Ticket) == 3
+    assert count(pipeline, RawMessage, RawMessage.state == "failed") == 1
+    assert len(outbox(pipeline)) == 9  # three acks, six notifications: none twice
