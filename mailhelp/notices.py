@@ -17,7 +17,7 @@ from . import surveys
 from .config import Config
 from .db.models import Message, Survey, Ticket
 from .durations import format_duration
-from .outbox import AUTO_GENERATED, AUTO_REPLIED, Draft, enqueue, subject_tag
+from .outbox import AUTO_GENERATED, AUTO_REPLIED, Draft, enqueue, subject_tag, write_pending
 from .parse import Address, Attachment, Inbound
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ def conversation(tx: Session, ticket: Ticket, kinds: Sequence[str] = PUBLIC_KIND
     References keep the first message and the latest ones, as RFC 5322 suggests
     for long threads, so every client finds the thread.
     """
+    write_pending(tx)  # the mail of this change so far is part of the conversation
     ids = list(tx.scalars(select(Message.message_id)
                           .where(Message.ticket_id == ticket.id, Message.kind.in_(kinds))
                           .order_by(Message.id)))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.utils import format_datetime, make_msgid
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, event, func, insert, select
 from sqlalchemy.orm import Session
 
 from . import composer
@@ -34,8 +34,12 @@ RATE_LIMITED = (*TO_REQUESTERS, "notification")
 LIMITS_MEMO = "mailhelp_limits"
 CONTENT_MEMO = "mailhelp_content"
 RENDERED_MEMO = "mailhelp_rendered"
+PENDING_MAIL = "mailhelp_pending_mail"
 
 
+# All of a change's mail in two statements (ids returned in the order of the rows).
+_INSERT_MESSAGES = insert(Message.__table__).returning(Message.id, sort_by_parameter_order=True)
+_INSERT_OUTBOX = insert(Outbox.__table__)
 # hold_reason's queries, built once and run on the transaction's connection.
 _outbox, _suppressions = Outbox.__table__, Suppression.__table__
 _BOUNCED = select(_suppressions.c.address).where(
@@ -103,7 +107,8 @@ def enqueue(
 
     Returns the mail's Message-ID (None: no one to send it to). The two rows are
     written with plain INSERTs, not through the ORM's unit of work, which costs ten
-    times as much; nothing in a transaction reads them back as objects.
+    times as much, and all the mail of a change together (``write_pending``): one
+    statement for the messages and one for the outbox rows, however many mails.
     """
     if not draft.to and not draft.cc:
         log.warning("ticket=%s action=not_sent kind=%s reason=no deliverable recipient",
@@ -122,11 +127,14 @@ def enqueue(
         text, html = rendered.text, rendered.html
     held = hold_reason(tx, config, ticket, draft, now)
     recipients = [a.address for a in (*draft.to, *draft.cc)]
-    # What the change recorded so far (the incoming message above all) goes first: a
-    # ticket's messages are in id order, and the next mail threads after the last.
-    tx.flush()
-    connection = tx.connection()
-    message_row_id = connection.execute(insert(Message.__table__).returning(Message.id), {
+    pending = tx.info.get(PENDING_MAIL)
+    if pending is None or any(isinstance(row, Message) for row in tx.new):
+        # What the change recorded so far (the incoming message above all) goes first: a
+        # ticket's messages are in id order, and the next mail threads after the last.
+        write_pending(tx)
+        tx.flush()
+        pending = tx.info[PENDING_MAIL] = []
+    pending.append(({
         "ticket_id": ticket.id, "direction": "out", "kind": draft.kind,
         "message_id": message_id, "in_reply_to": draft.in_reply_to,
         "references": list(draft.references), "from_address": config.helpdesk.address,
@@ -134,15 +142,14 @@ def enqueue(
         "to": [a.address for a in draft.to], "cc": [a.address for a in draft.cc],
         "subject": rendered.subject, "date": now, "text": rendered.text,
         "body": rendered.text, "created_at": now,
-    }).scalar_one()
-    connection.execute(insert(Outbox.__table__), {
-        "ticket_id": ticket.id, "message_row_id": message_row_id, "kind": draft.kind,
+    }, {
+        "ticket_id": ticket.id, "kind": draft.kind,
         "message_id": message_id, "mail_from": config.helpdesk.address,
         "recipients": recipients, "to_address": draft.to[0].address, "raw": raw,
         "body_text": text, "body_html": html,
         "status": "suppressed" if held else "queued", "last_error": held or None,
         "attempts": 0, "next_attempt_at": now, "created_at": now,
-    })
+    }))
     if held:
         log.warning("ticket=%s message=%s action=suppressed kind=%s to=%s reason=%s",
                     ticket.id, message_id, draft.kind, ",".join(recipients), held)
@@ -151,6 +158,25 @@ def enqueue(
         log.info("ticket=%s message=%s action=enqueue kind=%s to=%s", ticket.id,
                  message_id, draft.kind, ",".join(recipients))
     return message_id
+
+
+def write_pending(tx: Session) -> None:
+    """Write the mail enqueued in ``tx`` and not yet written. Done before the commit
+    (a listener), before reading a ticket's messages (``conversation``) and between
+    the messages of a batch."""
+    pending = tx.info.pop(PENDING_MAIL, None)
+    if not pending:
+        return
+    connection = tx.connection()
+    ids = connection.execute(_INSERT_MESSAGES, [message for message, _ in pending]).scalars()
+    connection.execute(_INSERT_OUTBOX, [{**row, "message_row_id": message_row_id}
+                                        for (_, row), message_row_id in zip(pending, ids,
+                                                                            strict=True)])
+
+
+@event.listens_for(Session, "before_commit")
+def _write_before_commit(tx: Session) -> None:
+    write_pending(tx)
 
 
 def hold_reason(tx: Session, config: Config, ticket: Ticket, draft: Draft, now: datetime) -> str:
@@ -243,7 +269,8 @@ def note_new_person(tx: Session, address: str) -> None:
 
 def forget_limits(tx: Session) -> None:
     """After adding a suppression in ``tx``: the memo no longer tells the truth, and the
-    suppression must be in the database for hold_reason's queries."""
+    suppression (and the mail so far) must be in the database for hold_reason's queries."""
+    write_pending(tx)
     tx.flush()
     tx.info.pop(LIMITS_MEMO, None)
 

@@ -22,6 +22,7 @@ from .config import Config
 from .db.models import RawMessage, RawMessageBody
 from .db.session import Database, transaction
 from .errors import MailhelpError
+from .outbox import write_pending
 from .parse import message_id_of, parse
 from .storage import AttachmentStore
 from .workflow import Context, Outcome, Stored, apply
@@ -125,6 +126,7 @@ class Pipeline:
                 outcome = self._apply_one(tx, stored, inbound)
                 # The next message's lookups are plain statements: they see only what
                 # has been written.
+                write_pending(tx)
                 tx.flush()
                 done.append((waiting, inbound, outcome))
         results = []

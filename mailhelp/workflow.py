@@ -27,7 +27,7 @@ from .db.models import (
     Survey,
     Ticket,
 )
-from .outbox import forget_limits, note_new_ticket
+from .outbox import forget_limits, note_new_ticket, write_pending
 from .parse import Address, Inbound
 from .parse import Attachment as ParsedAttachment
 from .quoting import new_text_of
@@ -206,6 +206,7 @@ def _staff_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, ra
     if parsed.error:
         return _command_failed(tx, ctx, ticket, inbound, raw, reason, parsed.error, now)
     effects = commands.Effects()
+    write_pending(tx)  # what a savepoint undoes must not include mail from before it
     savepoint = tx.begin_nested()
     env = _command_env(tx, ctx, ticket, actor, now)
     for command in parsed.commands:
