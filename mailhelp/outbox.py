@@ -49,6 +49,10 @@ _RECENT = select(func.count()).select_from(_outbox).where(
     _outbox.c.created_at >= bindparam("since"), _outbox.c.status != "suppressed")
 _RECENT_ON_TICKET = _RECENT.where(_outbox.c.ticket_id == bindparam("ticket_id"),
                                   _outbox.c.kind.in_(RATE_LIMITED))
+_RECENT_BY_ADDRESS = select(_outbox.c.to_address, func.count()).where(
+    _outbox.c.created_at >= bindparam("since"), _outbox.c.status != "suppressed",
+    _outbox.c.to_address.in_(bindparam("addresses", expanding=True)),
+    _outbox.c.kind.in_(TO_REQUESTERS)).group_by(_outbox.c.to_address)
 _RECENT_TO_ADDRESS = _RECENT.where(_outbox.c.to_address == bindparam("address"),
                                    _outbox.c.kind.in_(TO_REQUESTERS))
 
@@ -233,6 +237,21 @@ def _render(tx: Session, config: Config, draft: Draft) -> Rendered:
     if memo is None or memo[0] != key:
         memo = tx.info[RENDERED_MEMO] = (key, render(key[0], key[1], config.templates.dir))
     return memo[1]
+
+
+def look_ahead(tx: Session, addresses: Sequence[str], now: datetime) -> None:
+    """Suppressions of, and last hour's automatic mail to, a batch's senders (whom its
+    acknowledgements go to), with two queries instead of two per message."""
+    memo, run = _limits_memo(tx), tx.connection().execute
+    unknown = sorted({a for a in addresses if a not in memo["bounced"]})
+    if unknown:
+        found = set(run(_BOUNCED, {"addresses": unknown, "now": now}).scalars())
+        memo["bounced"].update({a: a in found for a in unknown})
+    uncounted = sorted({a for a in addresses if a not in memo["address"]})
+    if uncounted:
+        counts = dict(run(_RECENT_BY_ADDRESS, {"addresses": uncounted,
+                                               "since": now - timedelta(hours=1)}).all())
+        memo["address"].update({a: counts.get(a, 0) for a in uncounted})
 
 
 def _content(tx: Session, rendered: Rendered, attachments: Sequence[Attachment]) -> bytes:

@@ -18,14 +18,14 @@ from sqlalchemy import Integer, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from . import outbox, workflow
 from .config import Config
 from .db.models import RawMessage, RawMessageBody
 from .db.session import Database, transaction
 from .errors import MailhelpError
-from .outbox import write_pending
 from .parse import message_id_of, parse
 from .storage import AttachmentStore
-from .workflow import Context, Outcome, Stored, apply
+from .workflow import Context, Outcome, Stored
 
 log = logging.getLogger(__name__)
 
@@ -119,16 +119,22 @@ class Pipeline:
                                           key=lambda w: w.index)]
 
     def _apply_together(self, group: list[tuple[_Waiting, object]]) -> list[tuple[int, Result]]:
-        done = []
+        done, rows = [], []
         with transaction(self.db) as tx:
+            # What every message asks the database, asked once for all of them.
+            workflow.look_ahead(tx, [inbound.message_id for _, inbound in group])
+            outbox.look_ahead(tx, [inbound.sender.address for _, inbound in group],
+                              self.clock())
             for waiting, inbound in group:
                 stored = Stored(waiting.raw_id, waiting.raw)
-                outcome = self._apply_one(tx, stored, inbound)
+                outcome, row = self._apply_one(tx, stored, inbound, write=False)
                 # The next message's lookups are plain statements: they see only what
                 # has been written.
-                write_pending(tx)
+                outbox.write_pending(tx)
                 tx.flush()
                 done.append((waiting, inbound, outcome))
+                rows.append(row)
+            tx.connection().execute(_DONE, rows)
         results = []
         for waiting, inbound, outcome in done:
             self._log_outcome(waiting.raw_id, waiting.uid, inbound, outcome)
@@ -225,7 +231,7 @@ class Pipeline:
         for attempt in (1, 2):
             try:
                 with transaction(self.db) as tx:
-                    return self._apply_one(tx, Stored(raw_id, raw_bytes), inbound)
+                    return self._apply_one(tx, Stored(raw_id, raw_bytes), inbound)[0]
             except IntegrityError:
                 # Another process recorded the same Message-ID between our check and
                 # our insert; the second attempt sees it and reports a duplicate.
@@ -234,13 +240,17 @@ class Pipeline:
         raise AssertionError("unreachable")
 
 
-    def _apply_one(self, tx: Session, stored: Stored, inbound) -> Outcome:
+    def _apply_one(self, tx: Session, stored: Stored, inbound,
+                   write: bool = True) -> tuple[Outcome, dict]:
+        """Apply one message; its raw row's new state is written (``write``) or returned
+        to be written with the rest of a batch's."""
         now = self.clock()
-        outcome = apply(tx, self.context, inbound, stored, now)
-        tx.connection().execute(_DONE, {
-            "raw_id": stored.id, "done_state": STATE_OF[outcome.action], "done_at": now,
-            "done_ticket": outcome.ticket_id or stored.ticket_id})
-        return outcome
+        outcome = workflow.apply(tx, self.context, inbound, stored, now)
+        row = {"raw_id": stored.id, "done_state": STATE_OF[outcome.action], "done_at": now,
+               "done_ticket": outcome.ticket_id or stored.ticket_id}
+        if write:
+            tx.connection().execute(_DONE, row)
+        return outcome, row
 
 
 @dataclass(frozen=True)

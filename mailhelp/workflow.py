@@ -57,6 +57,16 @@ _THREADED = select(_messages.c.message_id, _messages.c.ticket_id).where(
     _messages.c.message_id.in_(bindparam("ids", expanding=True)))
 
 
+RECORDED = "mailhelp_recorded"  # tx.info: {Message-ID: recorded?} for a batch
+
+
+def look_ahead(tx: Session, message_ids: list[str]) -> None:
+    """Which of a batch's Message-IDs are recorded already, with one query: ``apply``
+    asks this instead of the database, message by message."""
+    found = {row.message_id for row in tx.connection().execute(_THREADED, {"ids": message_ids})}
+    tx.info[RECORDED] = {message_id: message_id in found for message_id in message_ids}
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one message: for the log, the raw row and the source."""
@@ -85,7 +95,11 @@ class Context:
 def apply(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: datetime) -> Outcome:
     """Record ``inbound`` on a ticket (a new one or the one it threads to)."""
     config = ctx.config
-    if tx.connection().execute(_RECORDED, {"message_id": inbound.message_id}).first():
+    recorded = tx.info.get(RECORDED, {}).get(inbound.message_id)
+    if recorded is None:
+        recorded = tx.connection().execute(
+            _RECORDED, {"message_id": inbound.message_id}).first() is not None
+    if recorded:
         return Outcome("duplicate", detail="Message-ID already recorded")
     verdict = verdicts.classify(inbound, config.helpdesk.address, config.spam.score_header,
                                 config.spam.score_threshold)
@@ -371,6 +385,8 @@ def _record(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: St
         subject=inbound.subject, date=inbound.date, text=text, body=inbound.text,
         thread_reason=reason, raw_id=raw.id, created_at=now)
     tx.add(message)
+    if RECORDED in tx.info:
+        tx.info[RECORDED][inbound.message_id] = True
     for found in inbound.attachments:
         if found in oversized(ctx, inbound):
             continue

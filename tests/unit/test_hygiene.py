@@ -68,6 +68,24 @@ def test_acknowledgements_to_one_address_are_rate_limited(make_pipeline):
     assert rows(pipeline, Outbox, Outbox.kind == "ack")[-1].status == "queued"
 
 
+def test_rate_limits_and_suppressions_hold_within_a_batch(make_pipeline):
+    # A batch is applied in one transaction with its senders' counts read up front: they
+    # must still count the acknowledgements of the batch's earlier messages.
+    pipeline = make_pipeline("[limits]\nauto_mails_per_address = 3\n")
+    pipeline.accept([Arrival(mail(subject="Before the batch"), "t")])
+    with pipeline.db.sessions() as session, session.begin():
+        session.add(Suppression(address="bounced@school.test", reason="5.1.1",
+                                until=NOW + timedelta(days=1), created_at=NOW))
+    pipeline.accept([Arrival(mail(subject=f"Problem {n}"), "t") for n in range(4)]
+                    + [Arrival(mail(sender="bounced@school.test", subject="Hello"), "t")])
+    acks = rows(pipeline, Outbox, Outbox.kind == "ack")
+    assert [(a.to_address, a.status) for a in acks] == [
+        *[("teacher1@school.test", "queued")] * 3,
+        *[("teacher1@school.test", "suppressed")] * 2,
+        ("bounced@school.test", "suppressed")]
+    assert "bounced lately" in acks[-1].last_error
+
+
 def test_staff_answers_are_never_rate_limited(make_pipeline):
     pipeline = make_pipeline("[limits]\nauto_mails_per_address = 1\nauto_mails_per_ticket = 2\n")
     pipeline.accept([Arrival(mail(), "t")])

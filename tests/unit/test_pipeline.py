@@ -177,7 +177,7 @@ def test_a_batch_is_applied_together_replies_and_repeats_included(pipeline, capl
 def test_one_message_failing_in_a_batch_fails_alone(pipeline, monkeypatch, caplog):
     # The batch's transaction is undone; each message is done again on its own, so the
     # others are processed and only the one at fault goes to the failed folder.
-    from mailhelp import pipeline as module
+    from mailhelp import workflow as module
 
     real_apply = module.apply
 
