@@ -265,6 +265,9 @@ class SentMarks:
         self.journal = journal
         self.pending: list[tuple[int, asyncio.Future]] = []
         self.committing: asyncio.Task | None = None
+        # One connection for all the marks of a flush: a checkout from the pool costs a
+        # round trip of its own (the liveness ping) on PostgreSQL.
+        self.connection = None
 
     async def sent(self, row_id: int) -> None:
         done = asyncio.get_running_loop().create_future()
@@ -289,13 +292,27 @@ class SentMarks:
         if self.journal is not None and self.db.write_turn is not None:
             self.journal.note(row_ids, self.clock())
             return
-        with self.db.turn(), self.db.engine.connect() as connection, \
-                connection.execution_options(**{WRITE: True}).begin():
+        if self.connection is None:
+            self.connection = self.db.engine.connect()
+        connection = self.connection
+        try:
+            self._mark(connection, row_ids)
+        except Exception:
+            self.close()
+            raise
+
+    def _mark(self, connection, row_ids: list[int]) -> None:
+        with self.db.turn(), connection.execution_options(**{WRITE: True}).begin():
             if connection.dialect.name == "postgresql":
                 # Not worth a wait for the disk: only a crash of the database server
                 # could lose this commit, and then the mail is sent twice, never lost.
                 connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             connection.execute(_SENT, {"row_ids": row_ids, "sent_at": self.clock()})
+
+    def close(self) -> None:
+        if self.connection is not None:
+            connection, self.connection = self.connection, None
+            connection.close()
 
 
 class OutboxSender:
@@ -337,6 +354,7 @@ class OutboxSender:
     async def close(self) -> None:
         for transport in self.transports:
             await transport.close()
+        self.marks.close()
         if self.journal is not None:
             self.journal.close()
 
