@@ -35,6 +35,7 @@ LIMITS_MEMO = "mailhelp_limits"
 CONTENT_MEMO = "mailhelp_content"
 RENDERED_MEMO = "mailhelp_rendered"
 PENDING_MAIL = "mailhelp_pending_mail"
+PENDING_TICKETS = "mailhelp_pending_tickets"
 
 
 # All of a change's mail in two statements (ids returned in the order of the rows).
@@ -131,14 +132,8 @@ def enqueue(
         text, html = rendered.text, rendered.html
     held = hold_reason(tx, config, ticket, draft, now)
     recipients = [a.address for a in (*draft.to, *draft.cc)]
-    pending = tx.info.get(PENDING_MAIL)
-    if pending is None or any(isinstance(row, Message) for row in tx.new):
-        # What the change recorded so far (the incoming message above all) goes first: a
-        # ticket's messages are in id order, and the next mail threads after the last.
-        write_pending(tx)
-        tx.flush()
-        pending = tx.info[PENDING_MAIL] = []
-    pending.append(({
+    tx.info.setdefault(PENDING_TICKETS, set()).add(ticket.id)
+    tx.info.setdefault(PENDING_MAIL, []).append(({
         "ticket_id": ticket.id, "direction": "out", "kind": draft.kind,
         "message_id": message_id, "in_reply_to": draft.in_reply_to,
         "references": list(draft.references), "from_address": config.helpdesk.address,
@@ -165,17 +160,33 @@ def enqueue(
 
 
 def write_pending(tx: Session) -> None:
-    """Write the mail enqueued in ``tx`` and not yet written. Done before the commit
-    (a listener), before reading a ticket's messages (``conversation``) and between
-    the messages of a batch."""
+    """Write the mail enqueued in ``tx`` and not yet written, after what the ORM holds
+    (the incoming messages above all: a ticket's messages are in id order, and the next
+    mail threads after the last). Done before the commit (a listener), before reading
+    a ticket's messages, and before recording more on a ticket that has mail waiting
+    (``settle``): a batch's mail is written with two statements, not two per message."""
+    tx.info.pop(PENDING_TICKETS, None)
     pending = tx.info.pop(PENDING_MAIL, None)
     if not pending:
         return
+    tx.flush()
     connection = tx.connection()
     ids = connection.execute(_INSERT_MESSAGES, [message for message, _ in pending]).scalars()
     connection.execute(_INSERT_OUTBOX, [{**row, "message_row_id": message_row_id}
                                         for (_, row), message_row_id in zip(pending, ids,
                                                                             strict=True)])
+
+
+def settle(tx: Session, ticket_id: int) -> None:
+    """Before a ticket gets another message in ``tx``: its mail so far is written first."""
+    if ticket_id in tx.info.get(PENDING_TICKETS, ()):
+        write_pending(tx)
+
+
+def write_all(tx: Session) -> None:
+    """Everything ``tx`` holds so far into the database, for a plain statement to see."""
+    write_pending(tx)
+    tx.flush()
 
 
 @event.listens_for(Session, "before_commit")

@@ -128,10 +128,6 @@ class Pipeline:
             for waiting, inbound in group:
                 stored = Stored(waiting.raw_id, waiting.raw)
                 outcome, row = self._apply_one(tx, stored, inbound, write=False)
-                # The next message's lookups are plain statements: they see only what
-                # has been written.
-                outbox.write_pending(tx)
-                tx.flush()
                 done.append((waiting, inbound, outcome))
                 rows.append(row)
             tx.connection().execute(_DONE, rows)

@@ -27,7 +27,7 @@ from .db.models import (
     Survey,
     Ticket,
 )
-from .outbox import forget_limits, note_new_ticket, write_pending
+from .outbox import PENDING_MAIL, forget_limits, note_new_ticket, settle, write_all, write_pending
 from .parse import Address, Inbound
 from .parse import Attachment as ParsedAttachment
 from .quoting import new_text_of
@@ -377,6 +377,7 @@ def is_thanks(text: str) -> bool:
 
 def _record(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: Stored,
             kind: str, reason: str, text: str, now: datetime) -> Message:
+    settle(tx, ticket.id)
     message = Message(
         ticket_id=ticket.id, direction="in", kind=kind, message_id=inbound.message_id,
         in_reply_to=inbound.in_reply_to, references=list(inbound.references),
@@ -416,6 +417,8 @@ def _may_join(ctx: Context, ticket: Ticket, sender: Address) -> bool:
 
 def _ticket_of_ids(tx: Session, ids: Iterable[str]) -> int | None:
     ids = list(ids)
+    if any(isinstance(row, Message) for row in tx.new) or tx.info.get(PENDING_MAIL):
+        write_all(tx)  # a batch's earlier messages (and mail) are to be found too
     by_id = dict(tx.connection().execute(_THREADED, {"ids": ids}).all())
     for message_id in ids:
         if message_id in by_id:

@@ -172,6 +172,26 @@ def test_a_batch_is_applied_together_replies_and_repeats_included(pipeline, capl
     assert results[3].outcome.ticket_id == 2
     assert count(pipeline, Ticket) == 2
     assert "batch_undone" not in caplog.text
+    # The batch's mail is written together, yet each ticket's messages stay in order.
+    with pipeline.db.sessions() as session:
+        kinds = list(session.scalars(select(Message.kind).where(Message.ticket_id == 1)
+                                     .order_by(Message.id)))
+    assert kinds == ["request", "ack", "notification", "notification", "reply",
+                     "notification", "notification"]
+
+
+def test_a_ticket_named_twice_in_a_batch_keeps_its_messages_in_order(pipeline):
+    # The second message finds the ticket by its tag alone (no threading headers).
+    results = pipeline.accept([
+        Arrival(mail(message_id="<first@school.test>"), "test"),
+        Arrival(mail(message_id="<second@school.test>", subject="Re: [#1] Printer jam"),
+                "test")])
+    assert [r.outcome.action for r in results] == ["new_ticket", "reply"]
+    with pipeline.db.sessions() as session:
+        kinds = list(session.scalars(select(Message.kind).where(Message.ticket_id == 1)
+                                     .order_by(Message.id)))
+    assert kinds == ["request", "ack", "notification", "notification", "reply",
+                     "notification", "notification"]
 
 
 def test_one_message_failing_in_a_batch_fails_alone(pipeline, monkeypatch, caplog):
