@@ -18,7 +18,7 @@ from sqlalchemy import Integer, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from . import outbox, workflow
+from . import outbox, tickets, workflow
 from .config import Config
 from .db.models import RawMessage, RawMessageBody
 from .db.session import Database, transaction
@@ -123,6 +123,7 @@ class Pipeline:
         with transaction(self.db) as tx:
             # What every message asks the database, asked once for all of them.
             workflow.look_ahead(tx, [inbound.message_id for _, inbound in group])
+            tickets.look_ahead(tx, [inbound.sender.address for _, inbound in group])
             outbox.look_ahead(tx, [inbound.sender.address for _, inbound in group],
                               self.clock())
             for waiting, inbound in group:

@@ -17,15 +17,31 @@ from .db.models import Participant, Person, Ticket, TicketEvent
 from .outbox import note_new_person
 from .parse import Address
 
+PEOPLE = "mailhelp_people"  # tx.info: {address: Person or None} for a batch's senders
+
+
+def look_ahead(tx: Session, addresses: list[str]) -> None:
+    """A batch's senders, with one query: ``person`` asks this first."""
+    known: dict[str, Person | None] = dict.fromkeys(addresses)
+    known.update({p.address: p for p in tx.scalars(
+        select(Person).where(Person.address.in_(set(addresses))))})
+    tx.info[PEOPLE] = known
+
 
 def person(tx: Session, address: Address, now: datetime) -> Person:
     """The person with this address, created on first sight; a new display name is kept."""
-    found = tx.scalar(select(Person).where(Person.address == address.address))
+    known = tx.info.get(PEOPLE, {})
+    if address.address in known:
+        found = known[address.address]
+    else:
+        found = tx.scalar(select(Person).where(Person.address == address.address))
     if found is None:
         found = Person(address=address.address, name=address.name[:200], created_at=now)
         tx.add(found)
         tx.flush()
         note_new_person(tx, found.address)
+        if PEOPLE in tx.info:
+            tx.info[PEOPLE][found.address] = found
     elif address.name and not found.name:
         found.name = address.name[:200]
     return found

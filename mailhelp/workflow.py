@@ -33,7 +33,7 @@ from .parse import Attachment as ParsedAttachment
 from .quoting import new_text_of
 from .storage import AttachmentStore, safe_filename
 from .threading import find_ticket, is_help_address, ticket_subject
-from .tickets import add_participant, event, person, set_status
+from .tickets import PEOPLE, add_participant, event, person, set_status
 
 if TYPE_CHECKING:
     from . import authenticity, commands
@@ -228,6 +228,7 @@ def _staff_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, ra
         if problem:
             # All or nothing: what the earlier lines changed is undone.
             savepoint.rollback()
+            tx.info.pop(PEOPLE, None)  # it may name people the savepoint made
             tx.expire(ticket)
             return _command_failed(tx, ctx, ticket, inbound, raw, reason, problem, now)
     savepoint.commit()

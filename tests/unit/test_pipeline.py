@@ -11,7 +11,15 @@ import pytest
 from sqlalchemy import func, select
 
 from mailhelp.db.migrate import upgrade
-from mailhelp.db.models import Message, Outbox, RawMessage, RawMessageBody, Ticket, TicketEvent
+from mailhelp.db.models import (
+    Message,
+    Outbox,
+    Person,
+    RawMessage,
+    RawMessageBody,
+    Ticket,
+    TicketEvent,
+)
 from mailhelp.db.session import Database
 from mailhelp.pipeline import Arrival, Pipeline
 from tests.helpers import desk_config
@@ -171,6 +179,7 @@ def test_a_batch_is_applied_together_replies_and_repeats_included(pipeline, capl
     assert [r.outcome.ticket_id for r in results[:2]] == [1, 1]
     assert results[3].outcome.ticket_id == 2
     assert count(pipeline, Ticket) == 2
+    assert count(pipeline, Person) == 2  # teacher1 made once, though named thrice
     assert "batch_undone" not in caplog.text
     # The batch's mail is written together, yet each ticket's messages stay in order.
     with pipeline.db.sessions() as session:
