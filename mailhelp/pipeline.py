@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,6 +33,7 @@ BLOB_CHUNK = 1 << 20
 # Messages of a batch applied in one transaction: a commit costs a third of what a small
 # message does on PostgreSQL. Few enough that their mail is not kept waiting long.
 TOGETHER = 20
+ALONE_ABOVE = 1 << 20  # bytes: a bigger message has a transaction (and memory) to itself
 
 # raw_messages.state after processing, by workflow action.
 STATE_OF = {"new_ticket": "processed", "reply": "processed", "recorded": "processed",
@@ -88,8 +89,8 @@ class Pipeline:
                 results.append(None)
             else:
                 results.append(Result(raw_id, uid, state, None))
-        for start in range(0, len(new), TOGETHER):
-            for index, result in self._process_together(new[start:start + TOGETHER]):
+        for group in _groups(new):
+            for index, result in self._process_together(group):
                 results[index] = result
         return results
 
@@ -97,6 +98,9 @@ class Pipeline:
         """Several messages applied in one transaction. Should one of them fail, the
         transaction is undone and each is processed again on its own, so that the
         failure is that message's alone."""
+        if len(group) == 1:  # the daemon's usual case; a big message is parsed only once
+            return [(group[0].index, self._process(group[0].raw_id, group[0].uid,
+                                                   group[0].raw))]
         parsed, alone = [], []
         for waiting in group:
             try:
@@ -114,9 +118,9 @@ class Pipeline:
                 log.warning("action=batch_undone messages=%s error=%s (each is processed "
                             "again on its own; lines logged for them meanwhile are void)",
                             len(parsed), _describe(error))
-        return results + [(w.index, self._process(w.raw_id, w.uid, w.raw))
-                          for w in sorted([*alone, *(w for w, _ in parsed)],
-                                          key=lambda w: w.index)]
+        redo = sorted([*alone, *(w for w, _ in parsed)], key=lambda w: w.index)
+        del parsed  # parsed again one at a time: never two parses of a big message at once
+        return results + [(w.index, self._process(w.raw_id, w.uid, w.raw)) for w in redo]
 
     def _apply_together(self, group: list[tuple[_Waiting, object]]) -> list[tuple[int, Result]]:
         done, rows = [], []
@@ -258,6 +262,22 @@ class _Waiting:
     raw_id: int
     uid: int | None
     raw: bytes
+
+
+def _groups(waiting: list[_Waiting]) -> Iterator[list[_Waiting]]:
+    """Up to TOGETHER messages at a time, in order; a big one makes a group of its own."""
+    group: list[_Waiting] = []
+    for item in waiting:
+        if len(item.raw) > ALONE_ABOVE or len(group) == TOGETHER:
+            if group:
+                yield group
+            group = []
+        group.append(item)
+        if len(item.raw) > ALONE_ABOVE:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def _describe(error: Exception) -> str:

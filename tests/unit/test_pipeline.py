@@ -226,3 +226,19 @@ def test_one_message_failing_in_a_batch_fails_alone(pipeline, monkeypatch, caplo
     assert count(pipeline, Ticket) == 3
     assert count(pipeline, RawMessage, RawMessage.state == "failed") == 1
     assert len(outbox(pipeline)) == 9  # three acks, six notifications: none twice
+
+
+def test_a_big_message_is_applied_alone_and_in_its_place(pipeline, monkeypatch):
+    # A big request (photos of the broken projector) and the teacher's follow-up in the
+    # same batch: the request has a transaction to itself, and still comes first.
+    from mailhelp import pipeline as module
+
+    monkeypatch.setattr(module, "ALONE_ABOVE", 1000)
+    request = mail(message_id="<big@school.test>", extra="X-Padding: " + "p" * 2000 + "\n")
+    follow_up = mail(message_id="<small@school.test>", subject="Re: Printer jam",
+                     extra="In-Reply-To: <big@school.test>\n")
+    other = mail(sender="teacher2@school.test", message_id="<other@school.test>")
+    results = pipeline.accept([Arrival(other, "test"), Arrival(request, "test"),
+                               Arrival(follow_up, "test")])
+    assert [r.outcome.action for r in results] == ["new_ticket", "new_ticket", "reply"]
+    assert results[2].outcome.ticket_id == results[1].outcome.ticket_id
