@@ -64,7 +64,10 @@ def run_once(app: App) -> OnceSummary:
                 if sender is not None:
                     sender.kick()
 
-            summary.taken = MailboxSync(mailbox, app.pipeline(), app.db).drain(batch_done)
+            pipeline = app.pipeline()
+            if sender is not None:
+                pipeline.after_commit = sender.kick
+            summary.taken = MailboxSync(mailbox, pipeline, app.db).drain(batch_done)
         finally:
             mailbox.close()
             if sender is not None:
@@ -200,6 +203,7 @@ def run_daemon(app: App, stop: threading.Event | None = None) -> None:
     sender.start()
     mailbox = ImapMailbox(imap)
     pipeline = app.pipeline()
+    pipeline.after_commit = sender.kick
     sync = MailboxSync(mailbox, pipeline, app.db)
     pipeline.sweep()
     backoff = 1.0

@@ -78,6 +78,9 @@ class Pipeline:
         self.db = db
         self.clock = clock
         self.context = Context(config, AttachmentStore(config.storage.attachments_dir))
+        # Called after each transaction that may have queued mail (the daemon wakes its
+        # sender): a batch's first mails go out while the rest of it is processed.
+        self.after_commit: Callable[[], object] = lambda: None
 
     def accept(self, arrivals: Sequence[Arrival]) -> list[Result]:
         """Store then process a batch; messages already done are reported, not redone."""
@@ -92,6 +95,7 @@ class Pipeline:
         for group in _groups(new):
             for index, result in self._process_together(group):
                 results[index] = result
+            self.after_commit()
         return results
 
     def _process_together(self, group: list[_Waiting]) -> list[tuple[int, Result]]:

@@ -294,6 +294,11 @@ class SentMarks:
             return
         if self.connection is None:
             self.connection = self.db.engine.connect()
+            if self.connection.dialect.name == "postgresql":
+                # Marks need not wait for the disk: only a crash of the database server
+                # could lose one, and then the mail is sent twice, never lost.
+                self.connection.exec_driver_sql("SET synchronous_commit TO OFF")
+                self.connection.commit()
         connection = self.connection
         try:
             self._mark(connection, row_ids)
@@ -303,16 +308,20 @@ class SentMarks:
 
     def _mark(self, connection, row_ids: list[int]) -> None:
         with self.db.turn(), connection.execution_options(**{WRITE: True}).begin():
-            if connection.dialect.name == "postgresql":
-                # Not worth a wait for the disk: only a crash of the database server
-                # could lose this commit, and then the mail is sent twice, never lost.
-                connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             connection.execute(_SENT, {"row_ids": row_ids, "sent_at": self.clock()})
 
     def close(self) -> None:
         if self.connection is not None:
             connection, self.connection = self.connection, None
-            connection.close()
+            try:
+                if connection.dialect.name == "postgresql":
+                    connection.rollback()
+                    connection.exec_driver_sql("RESET synchronous_commit")
+                    connection.commit()
+            except Exception:  # a broken connection: the pool must not hand it out again
+                connection.invalidate()
+            finally:
+                connection.close()
 
 
 class OutboxSender:
