@@ -295,8 +295,10 @@ class SentMarks:
         if self.connection is None:
             self.connection = self.db.engine.connect()
             if self.connection.dialect.name == "postgresql":
-                # Marks need not wait for the disk: only a crash of the database server
-                # could lose one, and then the mail is sent twice, never lost.
+                # A mark is one UPDATE, atomic by itself: no BEGIN and COMMIT round trips.
+                # Nor need it wait for the disk: only a crash of the database server could
+                # lose it, and then the mail is sent twice, never lost.
+                self.connection.execution_options(isolation_level="AUTOCOMMIT")
                 self.connection.exec_driver_sql("SET synchronous_commit TO OFF")
                 self.connection.commit()
         connection = self.connection
@@ -313,7 +315,7 @@ class SentMarks:
     def close(self) -> None:
         if self.connection is not None:
             connection, self.connection = self.connection, None
-            try:
+            try:  # the pool resets the isolation level itself
                 if connection.dialect.name == "postgresql":
                     connection.rollback()
                     connection.exec_driver_sql("RESET synchronous_commit")
