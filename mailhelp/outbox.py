@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from . import composer
 from .config import Config
-from .db.models import Message, Outbox, Suppression, Ticket
+from .db.models import Message, Outbox, Suppression, Ticket, TicketEvent
 from .parse import Address, Attachment
 from .templating import Rendered, render
 
@@ -36,11 +36,15 @@ CONTENT_MEMO = "mailhelp_content"
 RENDERED_MEMO = "mailhelp_rendered"
 PENDING_MAIL = "mailhelp_pending_mail"
 PENDING_TICKETS = "mailhelp_pending_tickets"
+PENDING_INCOMING = "mailhelp_pending_incoming"
+PENDING_EVENTS = "mailhelp_pending_events"
 
 
 # All of a change's mail in two statements (ids returned in the order of the rows).
 _INSERT_MESSAGES = insert(Message.__table__).returning(Message.id, sort_by_parameter_order=True)
 _INSERT_OUTBOX = insert(Outbox.__table__)
+_INSERT_INCOMING = insert(Message.__table__)
+_INSERT_EVENTS = insert(TicketEvent.__table__)
 # hold_reason's queries, built once and run on the transaction's connection.
 _outbox, _suppressions = Outbox.__table__, Suppression.__table__
 _BOUNCED = select(_suppressions.c.address).where(
@@ -166,15 +170,43 @@ def write_pending(tx: Session) -> None:
     a ticket's messages, and before recording more on a ticket that has mail waiting
     (``settle``): a batch's mail is written with two statements, not two per message."""
     tx.info.pop(PENDING_TICKETS, None)
+    incoming = tx.info.pop(PENDING_INCOMING, None)
     pending = tx.info.pop(PENDING_MAIL, None)
-    if not pending:
+    events = tx.info.pop(PENDING_EVENTS, None)
+    if not (incoming or pending or events):
         return
     tx.flush()
     connection = tx.connection()
-    ids = connection.execute(_INSERT_MESSAGES, [message for message, _ in pending]).scalars()
-    connection.execute(_INSERT_OUTBOX, [{**row, "message_row_id": message_row_id}
-                                        for (_, row), message_row_id in zip(pending, ids,
-                                                                            strict=True)])
+    if incoming:
+        connection.execute(_INSERT_INCOMING, incoming)
+    if pending:
+        ids = connection.execute(_INSERT_MESSAGES, [message for message, _ in pending]).scalars()
+        connection.execute(_INSERT_OUTBOX, [{**row, "message_row_id": message_row_id}
+                                            for (_, row), message_row_id in zip(pending, ids,
+                                                                                strict=True)])
+    if events:
+        connection.execute(_INSERT_EVENTS, events)
+
+
+def has_pending(tx: Session) -> bool:
+    return bool(tx.info.get(PENDING_INCOMING) or tx.info.get(PENDING_MAIL)
+                or tx.info.get(PENDING_EVENTS))
+
+
+def drop_pending(tx: Session) -> None:
+    """A savepoint undone: what it left waiting to be written is undone with it."""
+    for key in (PENDING_INCOMING, PENDING_MAIL, PENDING_EVENTS, PENDING_TICKETS):
+        tx.info.pop(key, None)
+
+
+def pend_incoming(tx: Session, row: dict) -> None:
+    """An incoming message's row, written with the rest of the batch's (``write_pending``)."""
+    tx.info.setdefault(PENDING_TICKETS, set()).add(row["ticket_id"])
+    tx.info.setdefault(PENDING_INCOMING, []).append(row)
+
+
+def pend_event(tx: Session, row: dict) -> None:
+    tx.info.setdefault(PENDING_EVENTS, []).append(row)
 
 
 def settle(tx: Session, ticket_id: int) -> None:

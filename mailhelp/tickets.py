@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from . import schedule
 from .config import Config
-from .db.models import Participant, Person, Ticket, TicketEvent
-from .outbox import note_new_person
+from .db.models import Participant, Person, Ticket
+from .outbox import note_new_person, pend_event
 from .parse import Address
 
 PEOPLE = "mailhelp_people"  # tx.info: {address: Person or None} for a batch's senders
@@ -77,4 +77,7 @@ def set_status(tx: Session, config: Config, ticket: Ticket, status: str, actor: 
 
 def event(tx: Session, ticket: Ticket, now: datetime, actor: str, action: str,
           detail: str) -> None:
-    tx.add(TicketEvent(ticket_id=ticket.id, at=now, actor=actor, action=action, detail=detail))
+    # Written with the rest of the batch (outbox.write_pending): nothing in a change
+    # reads its events back.
+    pend_event(tx, {"ticket_id": ticket.id, "at": now, "actor": actor, "action": action,
+                    "detail": detail})

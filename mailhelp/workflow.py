@@ -27,7 +27,16 @@ from .db.models import (
     Survey,
     Ticket,
 )
-from .outbox import PENDING_MAIL, forget_limits, note_new_ticket, settle, write_all, write_pending
+from .outbox import (
+    drop_pending,
+    forget_limits,
+    has_pending,
+    note_new_ticket,
+    pend_incoming,
+    settle,
+    write_all,
+    write_pending,
+)
 from .parse import Address, Inbound
 from .parse import Attachment as ParsedAttachment
 from .quoting import new_text_of
@@ -228,6 +237,7 @@ def _staff_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, ra
         if problem:
             # All or nothing: what the earlier lines changed is undone.
             savepoint.rollback()
+            drop_pending(tx)
             tx.info.pop(PEOPLE, None)  # it may name people the savepoint made
             tx.expire(ticket)
             return _command_failed(tx, ctx, ticket, inbound, raw, reason, problem, now)
@@ -377,27 +387,31 @@ def is_thanks(text: str) -> bool:
 
 
 def _record(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, raw: Stored,
-            kind: str, reason: str, text: str, now: datetime) -> Message:
+            kind: str, reason: str, text: str, now: datetime) -> None:
     settle(tx, ticket.id)
-    message = Message(
+    row = dict(
         ticket_id=ticket.id, direction="in", kind=kind, message_id=inbound.message_id,
         in_reply_to=inbound.in_reply_to, references=list(inbound.references),
         from_address=inbound.sender.address[:320], from_name=inbound.sender.name[:200],
         to=[a.address for a in inbound.to], cc=[a.address for a in inbound.cc],
         subject=inbound.subject, date=inbound.date, text=text, body=inbound.text,
         thread_reason=reason, raw_id=raw.id, created_at=now)
-    tx.add(message)
     if RECORDED in tx.info:
         tx.info[RECORDED][inbound.message_id] = True
-    for found in inbound.attachments:
-        if found in oversized(ctx, inbound):
-            continue
+    raw.ticket_id = ticket.id
+    kept = [a for a in inbound.attachments if a not in oversized(ctx, inbound)]
+    if not kept:
+        pend_incoming(tx, row)  # written with the rest of the batch
+        return
+    # Its attachments need its id: written after what is waiting, to keep the order.
+    write_pending(tx)
+    message = Message(**row)
+    tx.add(message)
+    for found in kept:
         digest = ctx.store.put(found.payload)
         message.attachments.append(Attachment(
             filename=safe_filename(found.filename), content_type=found.content_type[:255],
             size=found.size, sha256=digest, content_id=found.content_id[:998]))
-    raw.ticket_id = ticket.id
-    return message
 
 
 def oversized(ctx: Context, inbound: Inbound) -> tuple[ParsedAttachment, ...]:
@@ -418,7 +432,7 @@ def _may_join(ctx: Context, ticket: Ticket, sender: Address) -> bool:
 
 def _ticket_of_ids(tx: Session, ids: Iterable[str]) -> int | None:
     ids = list(ids)
-    if any(isinstance(row, Message) for row in tx.new) or tx.info.get(PENDING_MAIL):
+    if has_pending(tx) or any(isinstance(row, Message) for row in tx.new):
         write_all(tx)  # a batch's earlier messages (and mail) are to be found too
     by_id = dict(tx.connection().execute(_THREADED, {"ids": ids}).all())
     for message_id in ids:
