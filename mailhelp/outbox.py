@@ -188,9 +188,12 @@ def write_pending(tx: Session) -> None:
         connection.execute(_INSERT_EVENTS, events)
 
 
-def has_pending(tx: Session) -> bool:
-    return bool(tx.info.get(PENDING_INCOMING) or tx.info.get(PENDING_MAIL)
-                or tx.info.get(PENDING_EVENTS))
+def pending_message_ids(tx: Session) -> set[str]:
+    """Message-IDs of the messages ``tx`` holds and has not written yet."""
+    ids = {row["message_id"] for row in tx.info.get(PENDING_INCOMING, ())}
+    ids.update(message["message_id"] for message, _ in tx.info.get(PENDING_MAIL, ()))
+    ids.update(row.message_id for row in tx.new if isinstance(row, Message))
+    return ids
 
 
 def drop_pending(tx: Session) -> None:

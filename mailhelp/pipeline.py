@@ -244,7 +244,6 @@ class Pipeline:
                     raise
         raise AssertionError("unreachable")
 
-
     def _apply_one(self, tx: Session, stored: Stored, inbound,
                    write: bool = True) -> tuple[Outcome, dict]:
         """Apply one message; its raw row's new state is written (``write``) or returned

@@ -28,8 +28,11 @@ def look_ahead(tx: Session, addresses: list[str]) -> None:
     tx.info[PEOPLE] = known
 
 
-def person(tx: Session, address: Address, now: datetime) -> Person:
-    """The person with this address, created on first sight; a new display name is kept."""
+def person(tx: Session, address: Address, now: datetime, flush: bool = True) -> Person:
+    """The person with this address, created on first sight; a new display name is kept.
+
+    ``flush=False``: a new person gets an id with the next flush (a new ticket's
+    requester: the ticket's own flush writes both)."""
     known = tx.info.get(PEOPLE, {})
     if address.address in known:
         found = known[address.address]
@@ -38,7 +41,8 @@ def person(tx: Session, address: Address, now: datetime) -> Person:
     if found is None:
         found = Person(address=address.address, name=address.name[:200], created_at=now)
         tx.add(found)
-        tx.flush()
+        if flush:
+            tx.flush()
         note_new_person(tx, found.address)
         if PEOPLE in tx.info:
             tx.info[PEOPLE][found.address] = found

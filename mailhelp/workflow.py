@@ -30,9 +30,9 @@ from .db.models import (
 from .outbox import (
     drop_pending,
     forget_limits,
-    has_pending,
     note_new_ticket,
     pend_incoming,
+    pending_message_ids,
     settle,
     write_all,
     write_pending,
@@ -165,7 +165,7 @@ def apply(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: datetim
 def _new_ticket(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: datetime,
                 linked: Ticket | None = None) -> Outcome:
     config = ctx.config
-    requester = person(tx, inbound.sender, now)
+    requester = person(tx, inbound.sender, now, flush=False)
     subject = ticket_subject(inbound.subject, config.helpdesk.subject_tag)
     # An empty participant list, not a lazy one: nothing to load for a new ticket.
     ticket = Ticket(subject=subject, status="new", priority="normal",
@@ -432,8 +432,8 @@ def _may_join(ctx: Context, ticket: Ticket, sender: Address) -> bool:
 
 def _ticket_of_ids(tx: Session, ids: Iterable[str]) -> int | None:
     ids = list(ids)
-    if has_pending(tx) or any(isinstance(row, Message) for row in tx.new):
-        write_all(tx)  # a batch's earlier messages (and mail) are to be found too
+    if not pending_message_ids(tx).isdisjoint(ids):
+        write_all(tx)  # it names a message of this batch, not written yet
     by_id = dict(tx.connection().execute(_THREADED, {"ids": ids}).all())
     for message_id in ids:
         if message_id in by_id:
