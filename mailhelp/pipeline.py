@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, bindparam, func, select, update
+from sqlalchemy import Integer, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -43,6 +43,8 @@ DONE_STATES = ("processed", "duplicate", "ignored", "spam")
 
 
 _raw_messages = RawMessage.__table__
+_INSERT_RAW = insert(_raw_messages).returning(_raw_messages.c.id, sort_by_parameter_order=True)
+_INSERT_BODY = insert(RawMessageBody.__table__)
 # A processed message's row, in the transaction of its ticket change.
 _DONE = update(_raw_messages).where(_raw_messages.c.id == bindparam("raw_id")).values(
     state=bindparam("done_state"), error=None, processed_at=bindparam("done_at"),
@@ -155,26 +157,33 @@ class Pipeline:
         """
         now = self.clock()
         with transaction(self.db) as tx:
-            seen = self._seen(tx, arrivals)
-            rows, bodies = [], []
-            for arrival in arrivals:
-                row = seen.get((arrival.source, arrival.uidvalidity, arrival.uid))
-                if row is None:
-                    row = RawMessage(
-                        source=arrival.source, uidvalidity=arrival.uidvalidity, uid=arrival.uid,
-                        message_id=message_id_of(arrival.raw)[:998],
-                        sha256=hashlib.sha256(arrival.raw).hexdigest(), size=len(arrival.raw),
-                        state="new", received_at=now)
-                    tx.add(row)
-                    bodies.append((row, arrival.raw))
-                    if arrival.uid is not None:
-                        seen[(arrival.source, arrival.uidvalidity, arrival.uid)] = row
-                rows.append(row)
-            tx.flush()  # one INSERT for the batch, ids returned
-            for row, raw in bodies:
-                _store_body(tx, row.id, raw)
-            return [(row.id, arrival.uid, row.state)
-                    for row, arrival in zip(rows, arrivals, strict=True)]
+            seen = {key: (row.id, row.state) for key, row in self._seen(tx, arrivals).items()}
+            new: dict[tuple | int, int] = {}  # key -> position in rows
+            rows, raws, positions = [], [], []
+            for index, arrival in enumerate(arrivals):
+                key = (arrival.source, arrival.uidvalidity, arrival.uid) \
+                    if arrival.uid is not None else index
+                if key in seen:
+                    positions.append(seen[key])
+                    continue
+                if key not in new:
+                    new[key] = len(rows)
+                    rows.append({
+                        "source": arrival.source, "uidvalidity": arrival.uidvalidity,
+                        "uid": arrival.uid, "message_id": message_id_of(arrival.raw)[:998],
+                        "sha256": hashlib.sha256(arrival.raw).hexdigest(),
+                        "size": len(arrival.raw), "state": "new", "received_at": now})
+                    raws.append(arrival.raw)
+                positions.append(new[key])
+            # One INSERT for the batch, ids returned in order; no ORM objects to track.
+            ids = list(tx.connection().execute(_INSERT_RAW, rows).scalars()) if rows else []
+            _store_bodies(tx, list(zip(ids, raws, strict=True)))
+            stored = []
+            for position, arrival in zip(positions, arrivals, strict=True):
+                raw_id, state = position if isinstance(position, tuple) \
+                    else (ids[position], "new")
+                stored.append((raw_id, arrival.uid, state))
+            return stored
 
     @staticmethod
     def _seen(tx: Session, arrivals: Sequence[Arrival]) -> dict[tuple, object]:
@@ -289,19 +298,22 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"[:2000]
 
 
-def _store_body(tx: Session, raw_id: int, raw: bytes) -> None:
-    """A message's bytes into raw_message_bodies. On SQLite through its blob API, a
+def _store_bodies(tx: Session, bodies: list[tuple[int, bytes]]) -> None:
+    """Messages' bytes into raw_message_bodies. On SQLite through its blob API, a
     megabyte at a time: bound as a parameter, sqlite3 copies them, and that copy stays
     attached to the cached statement until the statement is used again."""
+    if not bodies:
+        return
     connection = tx.connection()
     if connection.dialect.name != "sqlite":
-        tx.add(RawMessageBody(raw_id=raw_id, raw=raw))
+        connection.execute(_INSERT_BODY, [{"raw_id": i, "raw": raw} for i, raw in bodies])
         return
-    connection.exec_driver_sql(
-        "INSERT INTO raw_message_bodies (raw_id, raw) VALUES (?, zeroblob(?))",
-        (raw_id, len(raw)))
-    view = memoryview(raw)
-    with connection.connection.driver_connection.blobopen(
-            "raw_message_bodies", "raw", raw_id) as blob:
-        for start in range(0, len(raw), BLOB_CHUNK):
-            blob.write(view[start:start + BLOB_CHUNK])
+    for raw_id, raw in bodies:
+        connection.exec_driver_sql(
+            "INSERT INTO raw_message_bodies (raw_id, raw) VALUES (?, zeroblob(?))",
+            (raw_id, len(raw)))
+        view = memoryview(raw)
+        with connection.connection.driver_connection.blobopen(
+                "raw_message_bodies", "raw", raw_id) as blob:
+            for start in range(0, len(raw), BLOB_CHUNK):
+                blob.write(view[start:start + BLOB_CHUNK])

@@ -223,7 +223,9 @@ class SentJournal:
             return found
 
     def carry(self) -> None:
-        """The notes into the outbox (waiting for the write turn)."""
+        """The notes into the outbox (waiting for the write turn, if there are any)."""
+        if not self.count:
+            return
         with self.db.turn():
             self._carry()
 
