@@ -229,6 +229,13 @@ def _write_before_commit(tx: Session) -> None:
     write_pending(tx)
 
 
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_after_rollback(tx: Session, _previous) -> None:
+    # Whatever was waiting belonged to the work undone (a savepoint's included: what
+    # came before one is written when it begins).
+    drop_pending(tx)
+
+
 def hold_reason(tx: Session, config: Config, ticket: Ticket, draft: Draft, now: datetime) -> str:
     """Why an automatic mail must not go out now, or '' (human answers are never held).
 

@@ -28,7 +28,6 @@ from .db.models import (
     Ticket,
 )
 from .outbox import (
-    drop_pending,
     forget_limits,
     note_new_ticket,
     pend_incoming,
@@ -236,8 +235,7 @@ def _staff_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, ra
         problem = commands.run(command, env, effects)
         if problem:
             # All or nothing: what the earlier lines changed is undone.
-            savepoint.rollback()
-            drop_pending(tx)
+            savepoint.rollback()  # what it left waiting to be written goes too (outbox.py)
             tx.info.pop(PEOPLE, None)  # it may name people the savepoint made
             tx.expire(ticket)
             return _command_failed(tx, ctx, ticket, inbound, raw, reason, problem, now)

@@ -60,3 +60,39 @@ def test_loop_and_threading_headers():
     assert mail["References"] == "<r@x> <a@x>"
     assert mail["Message-ID"].endswith("@school.test>") and ".mailhelp.t7@" in mail["Message-ID"]
     assert mail["From"].addresses[0].display_name == "Help <Desk>"
+
+
+def test_what_waits_to_be_written_goes_with_a_rollback(tmp_path):
+    # Events and mail wait in the session until the commit; a rollback (a savepoint's
+    # too) must take them with it, or the next transaction would write them.
+    from sqlalchemy import func, select
+
+    from mailhelp.db.migrate import upgrade
+    from mailhelp.db.models import Person, Ticket, TicketEvent
+    from mailhelp.db.session import Database
+    from mailhelp.tickets import event
+
+    db = Database(f"sqlite:///{tmp_path / 'rollback.db'}")
+    upgrade(db)
+    now = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+    with db.sessions() as session:
+        with session.begin():
+            ticket = Ticket(subject="s", status="new", priority="normal", participants=[],
+                            requester=Person(address="a@school.test", created_at=now),
+                            created_at=now, updated_at=now)
+            session.add(ticket)
+            session.flush()
+            event(session, ticket, now, "a@school.test", "kept", "")
+        with session.begin():
+            savepoint = session.begin_nested()
+            event(session, ticket, now, "a@school.test", "undone", "")
+            savepoint.rollback()
+        session.begin()
+        event(session, ticket, now, "a@school.test", "undone too", "")
+        session.rollback()
+        with session.begin():
+            pass
+        actions = list(session.scalars(select(TicketEvent.action)))
+        assert actions == ["kept"]
+        assert session.scalar(select(func.count()).select_from(TicketEvent)) == 1
+    db.dispose()
