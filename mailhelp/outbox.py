@@ -197,7 +197,7 @@ def pending_message_ids(tx: Session) -> set[str]:
 
 
 def drop_pending(tx: Session) -> None:
-    """A savepoint undone: what it left waiting to be written is undone with it."""
+    """Work undone (a rollback, a savepoint's too): what it left waiting goes with it."""
     for key in (PENDING_INCOMING, PENDING_MAIL, PENDING_EVENTS, PENDING_TICKETS):
         tx.info.pop(key, None)
 
