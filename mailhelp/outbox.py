@@ -258,10 +258,7 @@ def _hold_reason(tx: Session, config: Config, ticket: Ticket, draft: Draft,
     run = tx.connection().execute
     if draft.kind in TO_REQUESTERS:
         recipients = [a.address for a in (*draft.to, *draft.cc)]
-        unknown = [r for r in recipients if r not in memo["bounced"]]
-        if unknown:
-            found = set(run(_BOUNCED, {"addresses": unknown, "now": now}).scalars())
-            memo["bounced"].update({r: r in found for r in unknown})
+        _look_up_bounced(tx, recipients, now)
         bounced = next((r for r in recipients if memo["bounced"][r]), None)
         if bounced:
             return f"{bounced} bounced lately: no automatic mail until the suppression ends"
@@ -285,35 +282,46 @@ def _hold_reason(tx: Session, config: Config, ticket: Ticket, draft: Draft,
 def _render(tx: Session, config: Config, draft: Draft) -> Rendered:
     """The draft's words; mails of one change that say the same (a notification to each
     staff member) are rendered once."""
-    key = (draft.template or draft.kind, draft.variables)
-    memo = tx.info.get(RENDERED_MEMO)
-    if memo is None or memo[0] != key:
-        memo = tx.info[RENDERED_MEMO] = (key, render(key[0], key[1], config.templates.dir))
-    return memo[1]
+    name = draft.template or draft.kind
+    return _latest(tx, RENDERED_MEMO, (name, draft.variables),
+                   lambda: render(name, draft.variables, config.templates.dir))
 
 
 def look_ahead(tx: Session, addresses: Sequence[str], now: datetime) -> None:
     """Suppressions of, and last hour's automatic mail to, a batch's senders (whom its
     acknowledgements go to), with two queries instead of two per message."""
-    memo, run = _limits_memo(tx), tx.connection().execute
-    unknown = sorted({a for a in addresses if a not in memo["bounced"]})
-    if unknown:
-        found = set(run(_BOUNCED, {"addresses": unknown, "now": now}).scalars())
-        memo["bounced"].update({a: a in found for a in unknown})
+    memo = _limits_memo(tx)
+    _look_up_bounced(tx, addresses, now)
     uncounted = sorted({a for a in addresses if a not in memo["address"]})
     if uncounted:
-        counts = dict(run(_RECENT_BY_ADDRESS, {"addresses": uncounted,
-                                               "since": now - timedelta(hours=1)}).all())
+        counts = dict(tx.connection().execute(_RECENT_BY_ADDRESS, {
+            "addresses": uncounted, "since": now - timedelta(hours=1)}).all())
         memo["address"].update({a: counts.get(a, 0) for a in uncounted})
+
+
+def _look_up_bounced(tx: Session, addresses: Sequence[str], now: datetime) -> None:
+    """Whether these addresses are suppressed now, for those the memo does not know."""
+    memo = _limits_memo(tx)["bounced"]
+    unknown = sorted({a for a in addresses if a not in memo})
+    if unknown:
+        found = set(tx.connection().execute(
+            _BOUNCED, {"addresses": unknown, "now": now}).scalars())
+        memo.update({a: a in found for a in unknown})
 
 
 def _content(tx: Session, rendered: Rendered, attachments: Sequence[Attachment]) -> bytes:
     """The MIME body for these words, built once for all the mails of ``tx`` that share
     them (a notification to each staff member, say); only the latest is kept."""
-    key = (rendered, tuple(attachments))
-    memo = tx.info.get(CONTENT_MEMO)
+    return _latest(tx, CONTENT_MEMO, (rendered, tuple(attachments)),
+                   lambda: composer.body(rendered, attachments))
+
+
+def _latest(tx: Session, name: str, key, make):
+    """``make()`` for ``key``, kept in ``tx`` while the next caller asks for an equal key
+    (only the latest is kept: the mails of one change follow one another)."""
+    memo = tx.info.get(name)
     if memo is None or memo[0] != key:
-        memo = tx.info[CONTENT_MEMO] = (key, composer.body(rendered, attachments))
+        memo = tx.info[name] = (key, make())
     return memo[1]
 
 
