@@ -204,13 +204,15 @@ def bench_backlog(bench: Bench, plan: Plan, args) -> list[Line]:
 # -- 3. pipe mode --------------------------------------------------------------------------
 
 def bench_pipe(bench: Bench, plan: Plan, args) -> list[Line]:
-    say(f"pipe: {plan.pipe_messages} x mailhelp ingest, with and without SMTP")
+    say(f"pipe: {plan.pipe_messages} x mailhelp ingest, with and without SMTP, and handed "
+        "to a running daemon")
     result = pipe.run(bench, plan.pipe_messages, plan.seed)
     python, cli = median(result.python), median(result.import_cli)
     lines = []
     problems = "; ".join(result.problems)
     for label, times in (("pipe: ingest, SMTP sink up", result.with_smtp),
-                         ("pipe: ingest, no [smtp]", result.without_smtp)):
+                         ("pipe: ingest, no [smtp]", result.without_smtp),
+                         ("pipe: ingest, handed to daemon", result.handed_off)):
         value = median(times)
         lines.append(emit(Line(
             label, f"{value:.3f} s/msg",

@@ -160,7 +160,7 @@ class Bench:
 
     def config(self, directory: Path, database_url: str, *, imap: bool = True,
                smtp: bool = True, limits: Sequence[str] = (),
-               name: str = "mailhelp.toml") -> Path:
+               name: str = "mailhelp.toml", ingest_socket: str = "") -> Path:
         """A mailhelp.toml for these servers; SMTP goes to the sink, without login.
 
         ``limits``: extra ``key = value`` lines for [limits].
@@ -178,6 +178,8 @@ class Bench:
         if smtp:
             lines += ["[smtp]", 'host = "127.0.0.1"', f"port = {self.sink.port}",
                       'security = "none"', 'timeout = "30s"', 'retry_delay = "1s"']
+        if ingest_socket:
+            lines += ["[ingest]", f'socket = "{ingest_socket}"', 'socket_mode = "0600"']
         lines += ["[limits]", *NO_RATE_LIMITS, *limits]
         text = "\n".join(lines) + "\n"
         path = directory / name
@@ -203,7 +205,8 @@ class Bench:
         finally:
             client.logout()
 
-    def start_daemon(self, config: Path, timeout: float = 30) -> subprocess.Popen:
+    def start_daemon(self, config: Path, timeout: float = 30,
+                     ready: str = "action=imap_connected") -> subprocess.Popen:
         log = config.parent / "daemon.out"
         process = subprocess.Popen([*mailhelp_command(), "--config", str(config), "run"],
                                    stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
@@ -212,7 +215,7 @@ class Bench:
         log_file = config.parent / "mailhelp.log"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if log_file.exists() and "action=imap_connected" in log_file.read_text():
+            if log_file.exists() and ready in log_file.read_text():
                 return process
             if process.poll() is not None:
                 raise RuntimeError(f"daemon exited {process.returncode}:\n{_tail(log)}")

@@ -1,10 +1,12 @@
 """Benchmark 3: ``mailhelp ingest < message`` as an MTA pipe alias runs it.
 
 A fresh process per message, wall time from spawn to exit, over the first messages of
-the teacher stream (requests and replies threading onto them). Two configs: with the
-SMTP sink up (the acknowledgement is sent before the process exits) and with no
-[smtp] section (the mail stays in the outbox). References: the interpreter alone
-(``python -c pass``) and the import of the command line (``import mailhelp.cli``).
+the teacher stream (requests and replies threading onto them). Three configs: with the
+SMTP sink up (the acknowledgement is sent before the process exits), with no [smtp]
+section (the mail stays in the outbox), and with [ingest] socket and a daemon running
+(``mailhelp run`` with no [imap]: ingest hands the message over and exits once it is
+committed; the daemon sends). References: the interpreter alone (``python -c pass``)
+and the import of the command line (``import mailhelp.cli``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from .harness import Bench, Database, mailhelp
 from .processes import run_process
-from .teachermail import TeacherMail
+from .teachermail import ATTACHMENT, NEW, TeacherMail
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 class PipeRun:
     with_smtp: list[float] = field(default_factory=list)
     without_smtp: list[float] = field(default_factory=list)
+    handed_off: list[float] = field(default_factory=list)
     python: list[float] = field(default_factory=list)
     import_cli: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -52,6 +55,7 @@ def run(bench: Bench, count: int, seed: int) -> PipeRun:
         queued = db.scalar("SELECT count(*) FROM outbox")
         if queued != expected:
             result.problems.append(f"{queued} outbox rows, expected {expected}")
+    _handed_off(bench, messages, expected, result)
     for code, times in (("pass", result.python), ("import mailhelp.cli", result.import_cli)):
         for _ in range(count):
             done = run_process([sys.executable, "-c", code])
@@ -60,3 +64,27 @@ def run(bench: Bench, count: int, seed: int) -> PipeRun:
             times.append(done.seconds)
     bench.sink.reset()
     return result
+
+
+def _handed_off(bench: Bench, messages: list, expected: int, result: PipeRun) -> None:
+    directory = bench.workdir("pipe-daemon")
+    db = Database("sqlite", directory)
+    config = bench.config(directory, db.url, imap=False,
+                          ingest_socket=str(directory / "ingest.sock"))
+    mailhelp(config, "init")
+    bench.sink.reset()
+    daemon = bench.start_daemon(config, ready="action=ingest_listen")
+    try:
+        for message in messages:
+            result.handed_off.append(mailhelp(config, "ingest", stdin=message.raw).seconds)
+        if not bench.sink.wait_for(expected, timeout=10):
+            result.problems.append(f"daemon: {bench.sink.count} of {expected} mails sent")
+    finally:
+        bench.stop_daemon(daemon)
+    alone = (directory / "mailhelp.log").read_text().count("action=ingest_alone")
+    if alone:
+        result.problems.append(f"daemon: {alone} ingest(s) did the work themselves")
+    tickets = db.scalar("SELECT count(*) FROM tickets")
+    wanted = sum(m.kind in (NEW, ATTACHMENT) for m in messages)
+    if tickets != wanted:
+        result.problems.append(f"daemon: {tickets} tickets, expected {wanted}")

@@ -200,31 +200,61 @@ def cmd_run(config, args) -> int:
 
 def cmd_ingest(config, args) -> int:
     # A pipe alias in the mail server runs this once per message: start-up is most of it.
+    messages = []
+    for name in args.files:
+        try:
+            with open(name, "rb") as handle:
+                messages.append(handle.read())
+        except OSError as error:
+            raise UsageError(f"{name}: {error.strerror}") from error
+    if not args.files:
+        messages.append(sys.stdin.buffer.read())
+    if config.ingest.socket:
+        handed = _hand_off(config, messages)
+        if handed is not None:
+            return handed
     with _start_up():
         from .app import App, flush_outbox
         from .pipeline import Arrival
 
         app = App.create(config)
         pipeline = app.pipeline()
-    if args.files:
-        arrivals = []
-        for name in args.files:
-            try:
-                with open(name, "rb") as handle:
-                    arrivals.append(Arrival(handle.read(), "ingest"))
-            except OSError as error:
-                raise UsageError(f"{name}: {error.strerror}") from error
-    else:
-        arrivals = [Arrival(sys.stdin.buffer.read(), "ingest")]
     pipeline.sweep()
-    results = pipeline.accept(arrivals)
-    for result in results:
-        if result.failed:
-            # Stored all the same: 'mailhelp failed retry' takes it up after a fix.
-            print(f"mailhelp: message {result.raw_id} failed: {result.error}", file=sys.stderr)
+    results = pipeline.accept([Arrival(raw, "ingest") for raw in messages])
+    _report_failures((r.raw_id, r.error) for r in results if r.failed)
     if config.smtp is not None:  # without it the mail stays in the outbox, as flush_outbox does
         flush_outbox(app)
     return 0
+
+
+def _hand_off(config, messages: list[bytes]) -> int | None:
+    """The messages given to the running daemon: the exit status, or None when no
+    daemon listens (then this process does the work)."""
+    from .handoff import EX_TEMPFAIL, HandOffFailed, NoDaemon, hand_off, handed_size
+
+    largest = max(len(raw) for raw in messages)
+    if largest > handed_size(config):
+        log.info("action=ingest_alone reason=a message of %s bytes is processed here", largest)
+        return None
+    try:
+        answers = hand_off(config.ingest.socket, messages)
+    except NoDaemon as error:
+        log.log(logging.INFO if error.expected else logging.WARNING,
+                "action=ingest_alone reason=%s", error)
+        return None
+    except HandOffFailed as error:
+        # Exit status 75 (EX_TEMPFAIL): the MTA keeps the message and delivers it again.
+        print(f"mailhelp: {error}; the mail server will try again", file=sys.stderr)
+        return EX_TEMPFAIL
+    _report_failures((a.get("raw_id"), a.get("error")) for a in answers
+                     if a.get("state") == "failed")
+    return 0
+
+
+def _report_failures(failures) -> None:
+    for raw_id, error in failures:
+        # Stored all the same: 'mailhelp failed retry' takes it up after a fix.
+        print(f"mailhelp: message {raw_id} failed: {error}", file=sys.stderr)
 
 
 def cmd_tickets(config, args) -> int:

@@ -33,6 +33,19 @@ def parse_size(text: str) -> ByteSize:
         raise ValueError(f"{text!r} is not a size (write 25MB, 512KB or 1GB)")
     factor = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
     return ByteSize(int(float(match.group(1)) * factor))
+class FileMode(int):
+    """Permission bits, written in the config as a string of octal digits: "0660"."""
+
+
+def parse_mode(value: object) -> FileMode:
+    # A bare number is refused: TOML reads 660 as decimal, which is not what was meant.
+    match = re.fullmatch(r"0?([0-7]{3})", value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"{value!r} is not a file mode (write it in octal, as a string: "
+                         f"\"0660\")")
+    return FileMode(int(match.group(1), 8))
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -135,6 +148,20 @@ class SmtpConfig:
     max_attempts: int = 12
     retry_delay: timedelta = timedelta(seconds=30)
     connections: int = 2
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """[ingest]: how ``mailhelp ingest`` (an MTA pipe alias) reaches the running daemon."""
+
+    # A Unix socket. With it, ``mailhelp run`` listens there and ``mailhelp ingest``
+    # hands its messages to the daemon, which stores, processes and commits them before
+    # it answers: the pipe's process then loads no database code and ends in a fraction
+    # of the time. With no daemon listening, ingest processes the message itself.
+    socket: str = ""
+    # Who may hand mail in: the socket's permission bits (give the MTA's pipe user or
+    # group access; anyone who may write here may put mail into the help desk).
+    socket_mode: FileMode = FileMode(0o660)  # written "0660"
 
 
 @dataclass(frozen=True)
@@ -249,6 +276,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     imap: ImapConfig | None = None
     smtp: SmtpConfig | None = None
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
     survey: SurveyConfig = field(default_factory=SurveyConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
@@ -348,6 +376,11 @@ def _convert(value: typing.Any, hint: typing.Any, key: str, metadata: typing.Map
             return ByteSize(value)
         try:
             return parse_size(str(value))
+        except ValueError as error:
+            raise ConfigError(f"{key}: {error}") from None
+    if hint is FileMode:
+        try:
+            return parse_mode(value)
         except ValueError as error:
             raise ConfigError(f"{key}: {error}") from None
     if hint is float:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from .app import App, flush_outbox
 from .db.session import WriteTurn
+from .errors import ConfigError
 from .lifecycle import next_due, run_due
 from .smtp import FlushStats, OutboxSender
 
@@ -190,24 +191,64 @@ def _until_next_job(app: App, longest: float) -> float:
 
 
 def run_daemon(app: App, stop: threading.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop`` is set); reconnect to IMAP with backoff."""
-    from .sources.imap import ImapMailbox, MailboxSync, connection_errors
+    """Run until SIGTERM/SIGINT (or ``stop`` is set): read the help mailbox (reconnecting
+    with backoff), take the mail an MTA hands in at [ingest] socket, run due jobs."""
+    from .handoff import IngestServer, Turns, handed_size
 
-    imap = app.config.require_imap()
+    imap, socket_path = app.config.imap, app.config.ingest.socket
+    if imap is None and not socket_path:
+        raise ConfigError("imap: section missing (the daemon reads the help mailbox; for "
+                          "mail piped in by the MTA alone, set [ingest] socket)")
     app.config.require_smtp()
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
     sender = SenderProcess(app)
-    sender.start()
+    sender.start()  # forked before any thread of ours starts
+    turn = Turns()  # the mailbox, handed-in mail and due jobs, one at a time
+    server = None
+    try:
+        with turn():
+            app.pipeline().sweep()
+        if socket_path:
+            pipeline = app.pipeline()
+            pipeline.after_commit = sender.kick
+            server = IngestServer(socket_path, app.config.ingest.socket_mode, pipeline, turn,
+                                  handed_size(app.config))
+            server.start()
+        log.info("action=daemon_start folder=%s host=%s socket=%s",
+                 imap.folder if imap else "-", imap.host if imap else "-", socket_path or "-")
+        if imap is not None:
+            _serve_mailbox(app, imap, sender, turn, stop)
+        else:
+            while not stop.is_set():
+                _run_jobs(app, sender, turn)
+                stop.wait(_until_next_job(app, 60.0))
+    finally:
+        if server is not None:
+            server.stop()
+        sender.stop()
+        sender.join(timeout=30)
+        log.info("action=daemon_stop")
+
+
+def _run_jobs(app: App, sender: SenderProcess, turn) -> None:
+    with turn():
+        ran = run_due(app.db, app.config, app.clock)
+    if ran:
+        sender.kick()
+
+
+def _serve_mailbox(app: App, imap, sender: SenderProcess, turn, stop: threading.Event) -> None:
+    from .sources.imap import ImapMailbox, MailboxSync, connection_errors
+
     mailbox = ImapMailbox(imap)
     pipeline = app.pipeline()
     pipeline.after_commit = sender.kick
+    pipeline.turn = turn
     sync = MailboxSync(mailbox, pipeline, app.db)
-    pipeline.sweep()
     backoff = 1.0
-    log.info("action=daemon_start folder=%s host=%s", imap.folder, imap.host)
     try:
         while not stop.is_set():
             try:
@@ -220,8 +261,7 @@ def run_daemon(app: App, stop: threading.Event | None = None) -> None:
                     # taken now rather than after the next IDLE notification.
                     while sync.drain(lambda results: sender.kick()) and not stop.is_set():
                         sender.kick()
-                    if run_due(app.db, app.config, app.clock):
-                        sender.kick()
+                    _run_jobs(app, sender, turn)
                     mailbox.wait(_until_next_job(app, imap.idle_restart.total_seconds()),
                                  stop.is_set)
             except (*connection_errors(), OperationalError) as error:
@@ -237,6 +277,3 @@ def run_daemon(app: App, stop: threading.Event | None = None) -> None:
                 backoff = min(backoff * 2, MAX_BACKOFF)
     finally:
         mailbox.close()
-        sender.stop()
-        sender.join(timeout=30)
-        log.info("action=daemon_stop")

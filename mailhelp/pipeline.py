@@ -8,9 +8,11 @@ caller moves it to the failed folder; nothing stops the daemon.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -83,19 +85,26 @@ class Pipeline:
         # Called after each transaction that may have queued mail (the daemon wakes its
         # sender): a batch's first mails go out while the rest of it is processed.
         self.after_commit: Callable[[], object] = lambda: None
+        # Held around each transaction of ``accept`` (the daemon's turns between its
+        # mailbox and the messages an MTA hands in): a short wait, never a long one.
+        self.turn: Callable[[], AbstractContextManager] = contextlib.nullcontext
 
     def accept(self, arrivals: Sequence[Arrival]) -> list[Result]:
         """Store then process a batch; messages already done are reported, not redone."""
         results: list[Result | None] = []
         new: list[_Waiting] = []
-        for (raw_id, uid, state), arrival in zip(self.store(arrivals), arrivals, strict=True):
+        with self.turn():
+            stored = self.store(arrivals)
+        for (raw_id, uid, state), arrival in zip(stored, arrivals, strict=True):
             if state == "new":
                 new.append(_Waiting(len(results), raw_id, uid, arrival.raw))
                 results.append(None)
             else:
                 results.append(Result(raw_id, uid, state, None))
         for group in _groups(new):
-            for index, result in self._process_together(group):
+            with self.turn():
+                done = self._process_together(group)
+            for index, result in done:
                 results[index] = result
             self.after_commit()
         return results
