@@ -90,8 +90,8 @@ def _survey(tx: Session, config: Config, ticket: Ticket, now: datetime) -> str:
                               Survey.sent_at > now - config.survey.min_interval).limit(1))
     if recent is not None:
         return f"skipped: requester was surveyed on #{recent} lately"
-    survey = Survey(ticket_id=ticket.id, token=surveys.new_token(), sent_at=now)
-    tx.add(survey)
+    survey = Survey(token=surveys.new_token(), sent_at=now)
+    ticket.survey = survey  # the ticket's loaded state stays true (schedule.reschedule)
     tx.flush()
     notices.survey(tx, config, ticket, survey, now)
     event(tx, ticket, now, SYSTEM, "survey_sent", "")

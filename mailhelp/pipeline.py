@@ -150,6 +150,7 @@ class Pipeline:
                 outcome, row = self._apply_one(tx, stored, inbound, write=False)
                 done.append((waiting, inbound, outcome))
                 rows.append(row)
+            tx.flush()  # the new tickets the rows name (numbered, not yet written)
             tx.connection().execute(_DONE, rows)
         results = []
         for waiting, inbound, outcome in done:
@@ -271,6 +272,7 @@ class Pipeline:
         row = {"raw_id": stored.id, "done_state": STATE_OF[outcome.action], "done_at": now,
                "done_ticket": outcome.ticket_id or stored.ticket_id}
         if write:
+            tx.flush()
             tx.connection().execute(_DONE, row)
         return outcome, row
 

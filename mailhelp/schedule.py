@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from .config import Config
@@ -34,7 +34,10 @@ def wanted(config: Config, ticket: Ticket, has_survey: bool) -> dict[str, timede
 
 
 def reschedule(tx: Session, config: Config, ticket: Ticket, now: datetime) -> None:
-    has_survey = tx.scalar(select(Survey.id).where(Survey.ticket_id == ticket.id)) is not None
+    if "survey" in inspect(ticket).unloaded:
+        has_survey = tx.scalar(select(Survey.id).where(Survey.ticket_id == ticket.id)) is not None
+    else:  # loaded with the ticket (a reply's), and kept current by lifecycle._survey
+        has_survey = ticket.survey is not None
     want = wanted(config, ticket, has_survey)
     open_jobs = list(tx.scalars(select(Job).where(
         Job.ticket_id == ticket.id, Job.done_at.is_(None), Job.cancelled_at.is_(None))))

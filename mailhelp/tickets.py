@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import event as orm_event
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from . import schedule
@@ -18,6 +19,37 @@ from .outbox import note_new_person, pend_event
 from .parse import Address
 
 PEOPLE = "mailhelp_people"  # tx.info: {address: Person or None} for a batch's senders
+NEXT_NUMBER = "mailhelp_next_ticket"  # tx.info: the number of the next ticket made in tx
+
+_LAST_NUMBER = select(func.coalesce(func.max(Ticket.id), 0))
+# Held until the transaction ends: one transaction at a time makes tickets (PostgreSQL;
+# SQLite's write lock, taken at BEGIN, does the same there).
+_NUMBERS_LOCK = text("SELECT pg_advisory_xact_lock(7099183017)")
+
+
+def ticket_number(tx: Session) -> int:
+    """The number for a ticket made now in ``tx``.
+
+    Numbered here rather than by the database's sequence, so that a new ticket need not
+    be written the moment it is made (its number is in the subject of its first mail):
+    a batch's new tickets are written with one INSERT at its end. The transaction has
+    the sole right to make tickets until it ends, and a number is the highest so far
+    plus one: no gaps, even where a transaction was rolled back.
+    """
+    number = tx.info.get(NEXT_NUMBER)
+    if number is None:
+        connection = tx.connection()
+        if connection.dialect.name == "postgresql":
+            connection.execute(_NUMBERS_LOCK)
+        number = connection.execute(_LAST_NUMBER).scalar_one() + 1
+    tx.info[NEXT_NUMBER] = number + 1
+    return number
+
+
+@orm_event.listens_for(Session, "after_soft_rollback")
+def _numbers_after_rollback(tx: Session, _previous) -> None:
+    # Numbers handed out in work that was undone are handed out again.
+    tx.info.pop(NEXT_NUMBER, None)
 
 
 def look_ahead(tx: Session, addresses: list[str]) -> None:

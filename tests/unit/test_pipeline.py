@@ -226,6 +226,36 @@ def test_one_message_failing_in_a_batch_fails_alone(pipeline, monkeypatch, caplo
     assert count(pipeline, Ticket) == 3
     assert count(pipeline, RawMessage, RawMessage.state == "failed") == 1
     assert len(outbox(pipeline)) == 9  # three acks, six notifications: none twice
+    # The numbers the undone batch handed out were handed out again: no gaps.
+    assert [r.outcome.ticket_id for r in results if r.outcome] == [1, 2, 3]
+    with pipeline.db.sessions() as session:
+        acks = sorted(session.scalars(select(Message.subject).where(Message.kind == "ack")))
+    assert [s[:4] for s in acks] == ["[#1]", "[#2]", "[#3]"]
+
+
+def test_pipelines_at_once_never_hand_out_a_number_twice(pipeline):
+    # The daemon, a cron `run --once` and an MTA's ingest may make tickets at the same
+    # moment: each transaction numbers its tickets while it alone may make them.
+    import threading
+
+    pipelines = [Pipeline(pipeline.config, Database(pipeline.db.url), lambda: NOW)
+                 for _ in range(3)]
+    results: dict[int, list] = {}
+
+    def run(n: int) -> None:
+        results[n] = pipelines[n].accept([
+            Arrival(mail(sender=f"t{n}{i}@school.test", message_id=f"<{n}-{i}@school.test>"),
+                    "test") for i in range(8)])
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    numbers = sorted(r.outcome.ticket_id for batch in results.values() for r in batch)
+    assert numbers == list(range(1, 25))
+    for other in pipelines:
+        other.db.dispose()
 
 
 def test_a_big_message_is_applied_alone_and_in_its_place(pipeline, monkeypatch):
