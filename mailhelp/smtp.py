@@ -396,7 +396,9 @@ class OutboxSender:
             while queue:
                 row_id = queue.popleft()
                 if row_id not in loaded:
-                    loaded = self._load(connection, [row_id, *islice(queue, LOAD_AHEAD - 1)])
+                    # In a thread: meanwhile the other connections go on talking SMTP.
+                    loaded = await asyncio.to_thread(
+                        self._load, connection, [row_id, *islice(queue, LOAD_AHEAD - 1)])
                 row = loaded.pop(row_id, None)
                 if row is None:
                     continue  # sent or given up meanwhile (by another mailhelp send)
