@@ -30,6 +30,8 @@ def run_checks(config: Config) -> Iterator[CheckResult]:
         checks.append(("imap", _imap))
     else:
         yield CheckResult("imap", True, "no [imap] section: mail only arrives by 'ingest'", True)
+    if config.ingest.socket:
+        yield _ingest(config)
     if config.smtp is not None:
         checks.append(("smtp", _smtp))
     else:
@@ -48,6 +50,31 @@ def run_checks(config: Config) -> Iterator[CheckResult]:
             yield CheckResult(name, False, str(error))
         except Exception as error:  # report the unexpected as a failed check, not a crash
             yield CheckResult(name, False, f"{type(error).__name__}: {error}")
+
+
+def _ingest(config: Config) -> CheckResult:
+    """Whether a daemon takes the mail an MTA pipes in, from here (as this user)."""
+    import os
+    import socket
+
+    path = config.ingest.socket
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return CheckResult("ingest", False, f"ingest.socket: folder {folder} does not exist "
+                           "(the daemon cannot listen there)")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(5)
+    try:
+        probe.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return CheckResult("ingest", True, f"no daemon listens on {path}: each 'ingest' "
+                           "processes its message itself until 'mailhelp run' starts", True)
+    except OSError as error:
+        return CheckResult("ingest", True, f"{path}: {error.strerror or error} for this user "
+                           "(the MTA's pipe user needs access: [ingest] socket_mode)", True)
+    finally:
+        probe.close()
+    return CheckResult("ingest", True, f"a daemon listens on {path}")
 
 
 def _database(config: Config) -> str:

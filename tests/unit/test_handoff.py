@@ -283,3 +283,24 @@ def test_daemon_needs_a_mailbox_or_a_socket(tmp_path, database_url):
     assert done.returncode == 2
     assert b"set [ingest] socket" in done.stderr and b"Traceback" not in done.stderr
 
+
+
+def test_check_says_whether_a_daemon_takes_piped_mail(tmp_path, server, database_url):
+    from mailhelp import config as config_module
+    from mailhelp.check import run_checks
+
+    def ingest_line(socket_path: str) -> str:
+        config = config_module.loads(f"""
+            [helpdesk]
+            address = "help@school.test"
+            [database]
+            url = "{database_url}"
+            [ingest]
+            socket = "{socket_path}"
+            """.replace("\n            ", "\n"))
+        [result] = [r for r in run_checks(config) if r.name == "ingest"]
+        return result.line()
+
+    assert ingest_line(server.path).startswith("ok    ingest     a daemon listens on")
+    assert ingest_line(str(tmp_path / "none.sock")).startswith("warn  ingest     no daemon")
+    assert ingest_line("/nonexistent/dir/ingest.sock").startswith("FAIL  ingest     ingest.socket")
