@@ -286,18 +286,13 @@ def test_daemon_needs_a_mailbox_or_a_socket(tmp_path, database_url):
 
 
 def test_check_says_whether_a_daemon_takes_piped_mail(tmp_path, server, database_url):
-    from mailhelp import config as config_module
     from mailhelp.check import run_checks
 
     def ingest_line(socket_path: str) -> str:
-        config = config_module.loads(f"""
-            [helpdesk]
-            address = "help@school.test"
-            [database]
-            url = "{database_url}"
+        config = desk_config(tmp_path, database_url, f"""
             [ingest]
             socket = "{socket_path}"
-            """.replace("\n            ", "\n"))
+            """)
         [result] = [r for r in run_checks(config) if r.name == "ingest"]
         return result.line()
 
