@@ -135,7 +135,7 @@ def bench_backlog(bench: Bench, plan: Plan, args) -> list[Line]:
         while len(runs) < plan.backlog_runs:
             if runs and spent + runs[-1].seconds + 20 > plan.backlog_budget:
                 break
-            profile = args.profile if args.profile and database == "sqlite" and not runs \
+            profile = args.profile if args.profile and database == databases[0] and not runs \
                 else ""
             say(f"backlog: {database}, run {len(runs) + 1}"
                 + (f" (profiled into {profile})" if profile else ""))
@@ -155,7 +155,7 @@ def bench_backlog(bench: Bench, plan: Plan, args) -> list[Line]:
         stopped = [r for r in runs if r.stopped]
         problems = sorted({p for r in runs for p in r.problems})
         how = f"median of {len(runs)} run(s), {prepared.messages} msgs"
-        if args.profile and database == "sqlite":
+        if args.profile and database == databases[0]:
             how += " (the first under py-spy)"
         if stopped:
             run = stopped[0]
@@ -193,9 +193,10 @@ def bench_backlog(bench: Bench, plan: Plan, args) -> list[Line]:
             f"peak RSS run --once ({database})", f"{peak / MB:.0f} MB",
             detail=f"max over {len(runs)} backlog run(s) of {prepared.messages} msgs",
             targets=(Target("< 150 MB", peak < 150 * MB),))))
-    if args.profile and results.get("sqlite"):
+    if args.profile and databases and results.get(databases[0]):
         files = pyspy.profiles(args.profile)
-        print(f"profile of the first SQLite backlog run ({', '.join(files)}):", flush=True)
+        print(f"profile of the first {databases[0]} backlog run ({', '.join(files)}):",
+              flush=True)
         for text in pyspy.summary(files):
             print(f"    {text}", flush=True)
     return lines
@@ -281,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--databases", default=None,
                         help="comma-separated: sqlite,postgresql")
     parser.add_argument("--profile", metavar="PREFIX",
-                        help="py-spy the first SQLite backlog run into PREFIX.1, PREFIX.2 "
+                        help="py-spy the first backlog run of the first database (SQLite "
+                             "unless --databases says otherwise) into PREFIX.1, PREFIX.2 "
                              "(one file per process) and summarise it")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary directory (configs, logs)")
