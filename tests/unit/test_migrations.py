@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -35,3 +36,24 @@ def test_upgrade_is_idempotent(database_url):
     upgrade(db)
     assert upgrade(db)[0] == upgrade(db)[1]
     db.dispose()
+
+
+def test_on_postgresql_large_columns_are_compressed_with_lz4(database_url):
+    db = Database(database_url)
+    if db.dialect != "postgresql":
+        db.dispose()
+        pytest.skip("lz4 compression of columns is PostgreSQL's (the PostgreSQL pass runs it)")
+    upgrade(db)
+    with db.engine.begin() as connection:
+        offered = connection.exec_driver_sql(
+            "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'").scalar()
+        compressions = dict(connection.exec_driver_sql(
+            "SELECT attrelid::regclass::text || '.' || attname, attcompression FROM pg_attribute "
+            "WHERE attrelid IN ('raw_message_bodies'::regclass, 'messages'::regclass, "
+            "'outbox'::regclass) AND attname IN ('raw', 'body', 'text', 'body_text', "
+            "'body_html')").all())
+    db.dispose()
+    expected = "l" if offered and "lz4" in offered else ""
+    assert compressions == {"raw_message_bodies.raw": expected, "messages.body": expected,
+                            "messages.text": expected, "outbox.body_text": expected,
+                            "outbox.body_html": expected, "outbox.raw": ""}
