@@ -50,7 +50,8 @@ class App:
     def sender(self) -> OutboxSender:
         from .smtp import OutboxSender
 
-        return OutboxSender(self.config.require_smtp(), self.db, self.clock)
+        return OutboxSender(self.config.require_smtp(), self.db, self.clock,
+                            self.config.storage.attachments_dir)
 
 
 def flush_outbox(app: App) -> FlushStats:

@@ -25,7 +25,7 @@ class CheckResult:
 def run_checks(config: Config) -> Iterator[CheckResult]:
     yield CheckResult("config", True, f"{config.path} is valid")
     checks: list[tuple[str, Callable[[Config], str]]] = [
-        ("database", _database), ("templates", _templates)]
+        ("database", _database), ("storage", _storage), ("templates", _templates)]
     if config.imap is not None:
         checks.append(("imap", _imap))
     else:
@@ -94,6 +94,25 @@ def _database(config: Config) -> str:
         raise MailhelpError(f"{where}: schema {current} is older than {head}; "
                             "run 'mailhelp init'")
     return f"{where} (schema {current})"
+
+
+def _storage(config: Config) -> str:
+    """The attachments folder (and, on PostgreSQL, the senders' journal) can be written."""
+    import os
+
+    from .errors import ConfigError
+
+    path = os.path.abspath(config.storage.attachments_dir)
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"storage.attachments_dir: {existing} is not a folder this user "
+                          "can write to")
+    what = "attachments" if config.database.url.startswith("sqlite") else \
+        "attachments and the journal of sent mail (outbox-sent)"
+    made = "" if existing == path else " (made when first needed)"
+    return f"{path} takes {what}{made}"
 
 
 def _imap(config: Config) -> str:

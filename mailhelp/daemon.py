@@ -23,7 +23,7 @@ from .app import App, flush_outbox
 from .db.session import WriteTurn
 from .errors import ConfigError
 from .lifecycle import next_due, run_due
-from .smtp import FlushStats, OutboxSender
+from .smtp import FlushStats, OutboxSender, SentJournal
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,13 @@ class SenderProcess:
         self.process: multiprocessing.process.BaseProcess | None = None
 
     def start(self) -> None:
+        if self.process is None:
+            # A journal of sent mail that cannot be opened stops mailhelp here, with one
+            # line naming the config key, not the sender process at every attempt.
+            journal = SentJournal.for_database(self.app.db,
+                                               self.app.config.storage.attachments_dir)
+            if journal is not None:
+                journal.close()
         # Nothing of this process's may be shared: its database connections are closed
         # (they reopen on use) and the process is forked before IMAP connects.
         self.app.db.engine.dispose()

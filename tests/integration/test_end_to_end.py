@@ -275,7 +275,7 @@ def test_check_passes_against_the_test_servers(mail, config):
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     lines = done.stdout.decode().splitlines()
     names = [line.split()[1] for line in lines]
-    assert {"config", "database", "templates", "imap", "smtp"} <= set(names)
+    assert {"config", "database", "storage", "templates", "imap", "smtp"} <= set(names)
     assert not any(line.startswith("FAIL") for line in lines), lines
     assert [line.split()[1] for line in lines if line.startswith("warn")] == ["auth"]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mailhelp.localmail import free_port
 from tests.helpers import mailhelp, write_config
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -161,3 +162,29 @@ def test_ingest_imports_only_what_the_message_needs(config):
     # Start-up ran without the cyclic collector, which was back on for the message with
     # the start-up's objects frozen out of its sight.
     assert seen["collector"]["enabled"] and seen["collector"]["frozen"] > 0
+
+
+def test_a_journal_of_sent_mail_that_cannot_be_made_is_one_line_naming_the_key(
+        tmp_path, database_url):
+    # On PostgreSQL the senders' journal of sent mail is kept in [storage]
+    # attachments_dir: where it cannot be made, run --once stops before sending, saying
+    # so in one line. SQLite keeps its journal beside the database file.
+    (tmp_path / "a-file").write_text("")
+    path = write_config(tmp_path, database_url, extra=f"""
+        [storage]
+        attachments_dir = "{tmp_path / 'a-file' / 'att'}"
+        [smtp]
+        host = "127.0.0.1"
+        port = {free_port()}
+        security = "none"
+        """)
+    assert mailhelp(path, "init").returncode == 0
+    done = mailhelp(path, "run", "--once")
+    if database_url.startswith("postgresql"):
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.decode().splitlines() == [
+            f"mailhelp: storage.attachments_dir: cannot open the journal of sent mail "
+            f"{tmp_path / 'a-file' / 'att' / 'outbox-sent'}: [Errno 20] Not a directory: "
+            f"'{tmp_path / 'a-file' / 'att'}'"]
+    else:
+        assert done.returncode == 0, done.stderr

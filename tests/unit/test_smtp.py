@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,9 +14,10 @@ from sqlalchemy import select
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import Outbox, TicketEvent
 from mailhelp.db.session import Database, WriteTurn, transaction
+from mailhelp.errors import ConfigError
 from mailhelp.localmail import free_port
 from mailhelp.pipeline import Arrival, Pipeline
-from mailhelp.smtp import OutboxSender
+from mailhelp.smtp import OutboxSender, SentJournal
 from tests.helpers import desk_config
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -78,7 +81,7 @@ def _setup(tmp_path, database_url, smtp_server):
     pipeline = Pipeline(config, db, lambda: clock["now"])
     pipeline.accept([Arrival(b"From: teacher1@school.test\nTo: help@school.test\n"
                              b"Subject: Wifi\nMessage-ID: <w@x>\n\nNo wifi in room 3.\n", "t")])
-    sender = OutboxSender(config.smtp, db, lambda: clock["now"])
+    sender = OutboxSender(config.smtp, db, lambda: clock["now"], config.storage.attachments_dir)
     yield handler, db, sender, clock
     db.dispose()
 
@@ -178,6 +181,51 @@ def test_with_a_write_turn_marks_go_to_the_journal_then_into_the_outbox(sqlite_s
                for r in rows(db).values())
     sender.journal.open()
     assert sender.journal.count == 0
+
+
+def test_on_postgresql_marks_are_noted_in_the_journal_and_carried_by_the_end(setup):
+    # PostgreSQL: every mark is a note in <attachments_dir>/outbox-sent, whether or not
+    # a daemon writes beside the sender. SQLite with no daemon: straight into the outbox.
+    handler, db, sender, clock = setup
+    noted = []
+    note = sender.journal.note
+    sender.journal.note = lambda row_ids, at: (noted.extend(row_ids), note(row_ids, at))
+    assert flush(sender).sent == 2
+    if db.dialect == "postgresql":
+        assert len(noted) == 2
+        assert sender.journal.path.endswith(os.path.join("att", "outbox-sent"))
+    else:
+        assert noted == []
+    assert all(r.status == "sent" and r.sent_at == NOW and r.attempts == 1
+               for r in rows(db).values())
+    sender.journal.open()
+    assert sender.journal.count == 0
+
+
+def test_a_mail_another_sender_noted_is_left_to_it(setup):
+    # Another process's sender (the daemon's, beside a run --once) noted the mail after
+    # this flush began and has not carried it yet: this one must not send it again.
+    handler, db, sender, clock = setup
+    ack = rows(db)["ack"]
+    assert sender.journal.count == 0
+    other = sqlite3.connect(sender.journal.path)
+    with other:
+        other.execute("INSERT INTO sent VALUES (?, ?)", (ack.id, NOW.isoformat()))
+    other.close()
+    assert flush(sender).sent == 1
+    assert [r[1] for r in handler.received] == [["tech1@school.test"]]
+    # Carried by whichever sender carries next (this one at the end of its flush, when
+    # it has notes of its own to carry; the next flush at its start): never sent again.
+    assert flush(sender).sent == 0
+    assert rows(db)["ack"].status == "sent"
+    assert len(handler.received) == 1
+
+
+def test_a_journal_that_cannot_be_opened_names_the_config_key(setup, tmp_path):
+    handler, db, sender, clock = setup
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match=r"^storage\.attachments_dir: cannot open the journal"):
+        SentJournal(db, str(tmp_path / "a-file" / "outbox-sent"), "storage.attachments_dir")
 
 
 def test_notes_a_crash_left_in_the_journal_are_not_sent_again(sqlite_setup):
