@@ -177,8 +177,8 @@ class SentJournal:
     On PostgreSQL (``outbox-sent`` in ``[storage] attachments_dir``, the one directory
     every process of a desk must share already) a mark was an UPDATE of a wide row
     with six indexes, a round trip and about 0.4 ms of the server's CPU for each pair
-    of mails (measured during a backlog, on two cores shared with the server): with
-    notes, 50 are carried with one statement.
+    of mails (measured during a backlog, on two cores shared with the server); notes
+    are carried 50 at a time, in one transaction.
 
     Notes are also carried when the outbox is empty and before anything is sent (notes
     a crash left behind included); until then the outbox shows those mails queued, and
