@@ -25,11 +25,12 @@ class CheckResult:
 def run_checks(config: Config) -> Iterator[CheckResult]:
     yield CheckResult("config", True, f"{config.path} is valid")
     checks: list[tuple[str, Callable[[Config], str]]] = [
-        ("database", _database), ("storage", _storage), ("templates", _templates)]
+        ("database", _database), ("templates", _templates)]
     if config.imap is not None:
         checks.append(("imap", _imap))
     else:
         yield CheckResult("imap", True, "no [imap] section: mail only arrives by 'ingest'", True)
+    yield _storage(config)
     if config.ingest.socket:
         yield _ingest(config)
     if config.smtp is not None:
@@ -96,23 +97,27 @@ def _database(config: Config) -> str:
     return f"{where} (schema {current})"
 
 
-def _storage(config: Config) -> str:
-    """The attachments folder (and, on PostgreSQL, the senders' journal) can be written."""
-    import os
+def _storage(config: Config) -> CheckResult:
+    """The attachments folder (and, on PostgreSQL, the senders' journal) can be written.
 
-    from .errors import ConfigError
+    A warning, not a failure: mail without attachments is processed and sent without it.
+    """
+    import os
 
     path = os.path.abspath(config.storage.attachments_dir)
     existing = path
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
+    journal = not config.database.url.startswith("sqlite")
     if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"storage.attachments_dir: {existing} is not a folder this user "
-                          "can write to")
-    what = "attachments" if config.database.url.startswith("sqlite") else \
-        "attachments and the journal of sent mail (outbox-sent)"
+        return CheckResult("storage", True, f"storage.attachments_dir: {existing} is not a "
+                           "folder this user can write to: attachments cannot be kept"
+                           + (" and sent mail is marked in the database (slower)"
+                              if journal else ""), True)
+    what = "attachments and the journal of sent mail (outbox-sent)" if journal \
+        else "attachments"
     made = "" if existing == path else " (made when first needed)"
-    return f"{path} takes {what}{made}"
+    return CheckResult("storage", True, f"{path} takes {what}{made}")
 
 
 def _imap(config: Config) -> str:

@@ -105,9 +105,10 @@ class SenderProcess:
         self.process: multiprocessing.process.BaseProcess | None = None
 
     def start(self) -> None:
-        if self.process is None:
-            # A journal of sent mail that cannot be opened stops mailhelp here, with one
-            # line naming the config key, not the sender process at every attempt.
+        if self.process is None and self.app.db.dialect == "sqlite":
+            # SQLite's journal of sent mail (beside the database) that cannot be opened
+            # stops mailhelp here, with one line naming the config key, not the sender
+            # process at every attempt. (PostgreSQL's does without one: a warning.)
             journal = SentJournal.for_database(self.app.db,
                                                self.app.config.storage.attachments_dir)
             if journal is not None:

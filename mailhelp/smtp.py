@@ -218,8 +218,17 @@ class SentJournal:
             path = db.engine.url.database
             return cls(db, f"{path}-sent", "database.url") \
                 if path and path != ":memory:" else None
-        return cls(db, os.path.join(directory, "outbox-sent"), "storage.attachments_dir") \
-            if directory else None
+        if not directory:
+            return None
+        try:
+            return cls(db, os.path.join(directory, "outbox-sent"), "storage.attachments_dir")
+        except ConfigError as error:
+            # Mail still goes out, marked in the database as it was before the journal
+            # (slower); only a sender that can write there beside this one could then
+            # send a mail twice. `mailhelp check` warns about the folder.
+            log.warning("action=sent_journal_unavailable error=%s (each mail is marked "
+                        "sent in the database instead)", error)
+            return None
 
     def takes_marks(self) -> bool:
         """On SQLite only while a daemon writes beside the sender; otherwise always."""

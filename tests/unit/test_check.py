@@ -25,11 +25,14 @@ def test_storage_says_where_attachments_and_the_journal_of_sent_mail_go(tmp_path
     assert not storage_line(config).endswith("(made when first needed)")
 
 
-def test_storage_fails_naming_the_key_when_it_cannot_be_written(tmp_path, database_url):
+def test_storage_warns_naming_the_key_when_it_cannot_be_written(tmp_path, database_url):
     config = desk_config(tmp_path, database_url)
     (tmp_path / "a-file").write_text("")
     config = dataclasses.replace(config, storage=dataclasses.replace(
         config.storage, attachments_dir=str(tmp_path / "a-file" / "att")))
-    assert storage_line(config) == (f"FAIL  storage    storage.attachments_dir: "
-                                    f"{tmp_path / 'a-file'} is not a folder this user can "
-                                    "write to")
+    line = storage_line(config)
+    assert line.startswith(f"warn  storage    storage.attachments_dir: {tmp_path / 'a-file'} "
+                           "is not a folder this user can write to: attachments cannot be "
+                           "kept")
+    assert line.endswith(" and sent mail is marked in the database (slower)") == \
+        database_url.startswith("postgresql")
