@@ -141,7 +141,7 @@ class Pipeline:
         done, rows = [], []
         with transaction(self.db) as tx:
             # What every message asks the database, asked once for all of them.
-            workflow.look_ahead(tx, [inbound.message_id for _, inbound in group])
+            workflow.look_ahead(tx, [inbound for _, inbound in group])
             tickets.look_ahead(tx, [inbound.sender.address for _, inbound in group])
             outbox.look_ahead(tx, [inbound.sender.address for _, inbound in group],
                               self.clock())

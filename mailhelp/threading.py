@@ -38,6 +38,12 @@ def tag_pattern(subject_tag: str) -> re.Pattern[str]:
     )
 
 
+def thread_ids(inbound: Inbound) -> list[str]:
+    """The Message-IDs a message answers, most specific first: the message answered,
+    then the newest references."""
+    return [i for i in dict.fromkeys([inbound.in_reply_to, *reversed(inbound.references)]) if i]
+
+
 def find_ticket(
     inbound: Inbound,
     ticket_of_message_id: Callable[[Iterable[str]], int | None],
@@ -46,8 +52,7 @@ def find_ticket(
 ) -> Match | None:
     """The first rule's match; ``ticket_of_message_id`` returns the ticket of the first
     id it knows, in the order given."""
-    # Most specific first: the message answered, then the newest references.
-    ids = [i for i in dict.fromkeys([inbound.in_reply_to, *reversed(inbound.references)]) if i]
+    ids = thread_ids(inbound)
     if ids:
         found = ticket_of_message_id(ids)
         if found is not None:

@@ -41,7 +41,7 @@ from .parse import Address, Inbound
 from .parse import Attachment as ParsedAttachment
 from .quoting import new_text_of
 from .storage import AttachmentStore, safe_filename
-from .threading import find_ticket, is_help_address, ticket_subject
+from .threading import find_ticket, is_help_address, thread_ids, ticket_subject
 from .tickets import PEOPLE, add_participant, event, person, set_status, ticket_number
 
 if TYPE_CHECKING:
@@ -71,13 +71,32 @@ _THREADED = select(_messages.c.message_id, _messages.c.ticket_id).where(
 _TICKET_AND_PEOPLE = (joinedload(Ticket.requester), joinedload(Ticket.survey),
                       joinedload(Ticket.participants).joinedload(Participant.person))
 RECORDED = "mailhelp_recorded"  # tx.info: {Message-ID: recorded?} for a batch
+THREADS = "mailhelp_threads"  # tx.info: what the batch's replies answer (look_ahead)
 
 
-def look_ahead(tx: Session, message_ids: list[str]) -> None:
-    """Which of a batch's Message-IDs are recorded already, with one query: ``apply``
-    asks this instead of the database, message by message."""
-    found = {row.message_id for row in tx.connection().execute(_THREADED, {"ids": message_ids})}
-    tx.info[RECORDED] = {message_id: message_id in found for message_id in message_ids}
+@dataclass(frozen=True)
+class _Threads:
+    asked: frozenset[str]  # every Message-ID the batch's messages answer
+    found: dict[str, int]  # those recorded before the batch -> their ticket
+    batch: frozenset[str]  # the batch's own Message-IDs: recorded, if at all, meanwhile
+    tickets: list[Ticket]  # the tickets found, loaded as a reply needs them (and held:
+    #                        the session keeps only weak references)
+
+
+def look_ahead(tx: Session, inbounds: list[Inbound]) -> None:
+    """Asked once for a batch, instead of message by message: which of its Message-IDs
+    are recorded already, which tickets the messages it answers are on (and those
+    tickets, with their people)."""
+    own = [inbound.message_id for inbound in inbounds]
+    answered = {i for inbound in inbounds for i in thread_ids(inbound)}
+    rows = tx.connection().execute(_THREADED, {"ids": sorted({*own, *answered})}).all()
+    recorded = {message_id for message_id, _ in rows}
+    tx.info[RECORDED] = {message_id: message_id in recorded for message_id in own}
+    found = {message_id: ticket_id for message_id, ticket_id in rows
+             if message_id in answered and ticket_id is not None}
+    tickets = list(tx.scalars(select(Ticket).where(Ticket.id.in_(set(found.values())))
+                              .options(*_TICKET_AND_PEOPLE)).unique()) if found else []
+    tx.info[THREADS] = _Threads(frozenset(answered), found, frozenset(own), tickets)
 
 
 @dataclass(frozen=True)
@@ -435,6 +454,12 @@ def _may_join(ctx: Context, ticket: Ticket, sender: Address) -> bool:
 
 def _ticket_of_ids(tx: Session, ids: Iterable[str]) -> int | None:
     ids = list(ids)
+    ahead: _Threads | None = tx.info.get(THREADS)
+    if ahead is not None and ahead.asked.issuperset(ids) and ahead.batch.isdisjoint(ids):
+        # Answered by the batch's look-ahead: none of them can have been recorded since
+        # (the batch's own messages are the only ones this transaction records that
+        # anyone could have answered).
+        return next((ahead.found[i] for i in ids if i in ahead.found), None)
     if not pending_message_ids(tx).isdisjoint(ids):
         write_all(tx)  # it names a message of this batch, not written yet
     by_id = dict(tx.connection().execute(_THREADED, {"ids": ids}).all())

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import (
@@ -187,6 +187,30 @@ def test_a_batch_is_applied_together_replies_and_repeats_included(pipeline, capl
                                      .order_by(Message.id)))
     assert kinds == ["request", "ack", "notification", "notification", "reply",
                      "notification", "notification"]
+
+
+def test_a_batchs_replies_read_their_threads_and_tickets_once(pipeline):
+    # Replies to tickets of an earlier batch: what they answer, and those tickets with
+    # their people, are read with one statement each for the whole batch.
+    pipeline.accept([Arrival(mail(message_id="<a@school.test>"), "test"),
+                     Arrival(mail(sender="teacher2@school.test", message_id="<b@school.test>"),
+                             "test")])
+    statements = []
+    event.listen(pipeline.db.engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *rest: statements.append(statement))
+    replies = [mail(sender=("teacher1@school.test", "teacher2@school.test")[i % 2],
+                    message_id=f"<r{i}@school.test>", subject="Re: Printer jam",
+                    extra=f"In-Reply-To: <{'ab'[i % 2]}@school.test>\n") for i in range(6)]
+    # ...and one that answers a message of its own batch: it is looked up as before.
+    replies.append(mail(message_id="<r6@school.test>", subject="Re: Printer jam",
+                        extra="In-Reply-To: <r4@school.test>\nReferences: <a@school.test> "
+                              "<r4@school.test>\n"))
+    results = pipeline.accept([Arrival(raw, "test") for raw in replies])
+    assert [(r.outcome.action, r.outcome.ticket_id) for r in results] == \
+        [("reply", 1), ("reply", 2)] * 3 + [("reply", 1)]
+    threads = [s for s in statements if "messages.message_id, messages.ticket_id" in s]
+    tickets = [s for s in statements if s.lstrip().startswith("SELECT tickets.id, tickets.")]
+    assert (len(threads), len(tickets)) == (2, 1)  # the look-ahead's, and r6's own lookup
 
 
 def test_a_ticket_named_twice_in_a_batch_keeps_its_messages_in_order(pipeline):
