@@ -92,8 +92,7 @@ def look_ahead(tx: Session, inbounds: list[Inbound]) -> None:
     rows = tx.connection().execute(_THREADED, {"ids": sorted({*own, *answered})}).all()
     recorded = {message_id for message_id, _ in rows}
     tx.info[RECORDED] = {message_id: message_id in recorded for message_id in own}
-    found = {message_id: ticket_id for message_id, ticket_id in rows
-             if message_id in answered and ticket_id is not None}
+    found = {message_id: ticket_id for message_id, ticket_id in rows if message_id in answered}
     tickets = list(tx.scalars(select(Ticket).where(Ticket.id.in_(set(found.values())))
                               .options(*_TICKET_AND_PEOPLE)).unique()) if found else []
     tx.info[THREADS] = _Threads(frozenset(answered), found, frozenset(own), tickets)
