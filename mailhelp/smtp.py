@@ -207,7 +207,8 @@ class SentJournal:
                                     "(outbox_id INTEGER PRIMARY KEY, sent_at TEXT NOT NULL)")
             self.count = self.connection.execute("SELECT count(*) FROM sent").fetchone()[0]
         except (OSError, sqlite3.Error) as error:
-            # No mail is sent without the journal: another process may have noted some.
+            # The caller decides what then: SQLite's stops mailhelp, PostgreSQL's is done
+            # without (for_database).
             raise ConfigError(f"{self.key}: cannot open the journal of sent mail "
                               f"{self.path}: {error}") from None
 

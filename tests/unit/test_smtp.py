@@ -100,6 +100,21 @@ def rows(db) -> dict[str, Outbox]:
         return {r.kind: r for r in session.scalars(select(Outbox))}
 
 
+def notes_of(sender) -> list[int]:
+    """The outbox rows the sender's journal is given, as it is given them."""
+    noted = []
+    note = sender.journal.note
+    sender.journal.note = lambda row_ids, at: (noted.extend(row_ids), note(row_ids, at))
+    return noted
+
+
+def assert_all_sent_and_carried(db, sender) -> None:
+    assert all(r.status == "sent" and r.sent_at == NOW and r.attempts == 1
+               for r in rows(db).values())
+    sender.journal.open()
+    assert sender.journal.count == 0  # nothing left in the journal
+
+
 def test_everything_due_is_sent_once(setup):
     handler, db, sender, clock = setup
     stats = flush(sender)
@@ -172,34 +187,24 @@ def test_with_a_write_turn_marks_go_to_the_journal_then_into_the_outbox(sqlite_s
     # took it, and carried into the outbox before the flush is over.
     handler, db, sender, clock = sqlite_setup
     db.write_turn = WriteTurn(multiprocessing.get_context("fork"))
-    noted = []
-    note = sender.journal.note
-    sender.journal.note = lambda row_ids, at: (noted.extend(row_ids), note(row_ids, at))
+    noted = notes_of(sender)
     assert flush(sender).sent == 2
     assert len(noted) == 2
-    assert all(r.status == "sent" and r.sent_at == NOW and r.attempts == 1
-               for r in rows(db).values())
-    sender.journal.open()
-    assert sender.journal.count == 0
+    assert_all_sent_and_carried(db, sender)
 
 
 def test_on_postgresql_marks_are_noted_in_the_journal_and_carried_by_the_end(setup):
     # PostgreSQL: every mark is a note in <attachments_dir>/outbox-sent, whether or not
     # a daemon writes beside the sender. SQLite with no daemon: straight into the outbox.
     handler, db, sender, clock = setup
-    noted = []
-    note = sender.journal.note
-    sender.journal.note = lambda row_ids, at: (noted.extend(row_ids), note(row_ids, at))
+    noted = notes_of(sender)
     assert flush(sender).sent == 2
     if db.dialect == "postgresql":
         assert len(noted) == 2
         assert sender.journal.path.endswith(os.path.join("att", "outbox-sent"))
     else:
         assert noted == []
-    assert all(r.status == "sent" and r.sent_at == NOW and r.attempts == 1
-               for r in rows(db).values())
-    sender.journal.open()
-    assert sender.journal.count == 0
+    assert_all_sent_and_carried(db, sender)
 
 
 def test_a_mail_another_sender_noted_is_left_to_it(setup):
