@@ -140,8 +140,8 @@ def one_run(bench: Bench, backlog: Backlog, database: str, *, deadline: float | 
             # reaches mailhelp itself. One file per process; the summary adds them up.
             if profile:
                 profilers.append(subprocess.Popen(
-                    ["py-spy", "record", "--nonblocking", "--idle", "-r", "100", "-f", "raw",
-                     "-o", f"{profile}.{len(profilers) + 1}", "--pid", str(pid)],
+                    ["py-spy", "record", "--nonblocking", "--idle", "--subprocesses", "-r", "100",
+                     "-f", "raw", "-o", f"{profile}.{len(profilers) + 1}", "--pid", str(pid)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
         started, wall_started = time.monotonic(), time.time()

@@ -54,6 +54,10 @@ _RECENT = select(func.count()).select_from(_outbox).where(
     _outbox.c.created_at >= bindparam("since"), _outbox.c.status != "suppressed")
 _RECENT_ON_TICKET = _RECENT.where(_outbox.c.ticket_id == bindparam("ticket_id"),
                                   _outbox.c.kind.in_(RATE_LIMITED))
+_RECENT_BY_TICKET = select(_outbox.c.ticket_id, func.count()).where(
+    _outbox.c.created_at >= bindparam("since"), _outbox.c.status != "suppressed",
+    _outbox.c.ticket_id.in_(bindparam("ticket_ids", expanding=True)),
+    _outbox.c.kind.in_(RATE_LIMITED)).group_by(_outbox.c.ticket_id)
 _RECENT_BY_ADDRESS = select(_outbox.c.to_address, func.count()).where(
     _outbox.c.created_at >= bindparam("since"), _outbox.c.status != "suppressed",
     _outbox.c.to_address.in_(bindparam("addresses", expanding=True)),
@@ -287,16 +291,25 @@ def _render(tx: Session, config: Config, draft: Draft) -> Rendered:
                    lambda: render(name, draft.variables, config.templates.dir))
 
 
-def look_ahead(tx: Session, addresses: Sequence[str], now: datetime) -> None:
+def look_ahead(tx: Session, addresses: Sequence[str], now: datetime,
+               ticket_ids: Sequence[int] = ()) -> None:
     """Suppressions of, and last hour's automatic mail to, a batch's senders (whom its
-    acknowledgements go to), with two queries instead of two per message."""
+    acknowledgements go to), and last hour's automatic mail on the tickets its replies
+    answer: three queries instead of up to three per message. Asked before the batch
+    enqueues anything (enqueue keeps the counts current from then on)."""
     memo = _limits_memo(tx)
+    since = now - timedelta(hours=1)
     _look_up_bounced(tx, addresses, now)
     uncounted = sorted({a for a in addresses if a not in memo["address"]})
     if uncounted:
         counts = dict(tx.connection().execute(_RECENT_BY_ADDRESS, {
-            "addresses": uncounted, "since": now - timedelta(hours=1)}).all())
+            "addresses": uncounted, "since": since}).all())
         memo["address"].update({a: counts.get(a, 0) for a in uncounted})
+    uncounted = sorted({t for t in ticket_ids if t not in memo["ticket"]})
+    if uncounted:
+        counts = dict(tx.connection().execute(_RECENT_BY_TICKET, {
+            "ticket_ids": uncounted, "since": since}).all())
+        memo["ticket"].update({t: counts.get(t, 0) for t in uncounted})
 
 
 def _look_up_bounced(tx: Session, addresses: Sequence[str], now: datetime) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import Integer, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from . import outbox, tickets, workflow
+from . import outbox, schedule, tickets, workflow
 from .config import Config
 from .db.models import RawMessage, RawMessageBody
 from .db.session import Database, transaction
@@ -141,10 +141,12 @@ class Pipeline:
         done, rows = [], []
         with transaction(self.db) as tx:
             # What every message asks the database, asked once for all of them.
-            workflow.look_ahead(tx, [inbound for _, inbound in group])
-            tickets.look_ahead(tx, [inbound.sender.address for _, inbound in group])
-            outbox.look_ahead(tx, [inbound.sender.address for _, inbound in group],
-                              self.clock())
+            answered = workflow.look_ahead(tx, [inbound for _, inbound in group])
+            senders = [inbound.sender.address for _, inbound in group]
+            tickets.look_ahead(tx, [*senders, *(a.address for _, inbound in group
+                                                for a in inbound.cc)])
+            schedule.look_ahead(tx, answered)
+            outbox.look_ahead(tx, senders, self.clock(), answered)
             for waiting, inbound in group:
                 stored = Stored(waiting.raw_id, waiting.raw)
                 outcome, row = self._apply_one(tx, stored, inbound, write=False)

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from . import classify as verdicts
-from . import notices, surveys
+from . import notices, schedule, surveys
 from .config import Config
 from .db.models import (
     Attachment,
@@ -83,10 +83,10 @@ class _Threads:
     #                        the session keeps only weak references)
 
 
-def look_ahead(tx: Session, inbounds: list[Inbound]) -> None:
+def look_ahead(tx: Session, inbounds: list[Inbound]) -> list[int]:
     """Asked once for a batch, instead of message by message: which of its Message-IDs
     are recorded already, which tickets the messages it answers are on (and those
-    tickets, with their people)."""
+    tickets, with their people). Returns those tickets' ids."""
     own = [inbound.message_id for inbound in inbounds]
     answered = {i for inbound in inbounds for i in thread_ids(inbound)}
     rows = tx.connection().execute(_THREADED, {"ids": sorted({*own, *answered})}).all()
@@ -96,6 +96,7 @@ def look_ahead(tx: Session, inbounds: list[Inbound]) -> None:
     tickets = list(tx.scalars(select(Ticket).where(Ticket.id.in_(set(found.values())))
                               .options(*_TICKET_AND_PEOPLE)).unique()) if found else []
     tx.info[THREADS] = _Threads(frozenset(answered), found, frozenset(own), tickets)
+    return [ticket.id for ticket in tickets]
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ def _new_ticket(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: d
                     linked_ticket_id=linked.id if linked else None)
     tx.add(ticket)
     note_new_ticket(tx, ticket)
+    schedule.note_new_ticket(tx, ticket)
     for colleague in inbound.cc:
         if is_help_address(colleague.address, config.helpdesk.address):
             continue

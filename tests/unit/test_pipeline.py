@@ -12,6 +12,7 @@ from sqlalchemy import event, func, select
 
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import (
+    Job,
     Message,
     Outbox,
     Person,
@@ -211,6 +212,48 @@ def test_a_batchs_replies_read_their_threads_and_tickets_once(pipeline):
     threads = [s for s in statements if "messages.message_id, messages.ticket_id" in s]
     tickets = [s for s in statements if s.lstrip().startswith("SELECT tickets.id, tickets.")]
     assert (len(threads), len(tickets)) == (2, 1)  # the look-ahead's, and r6's own lookup
+
+
+def test_a_batchs_status_changes_read_open_jobs_and_mail_counts_once(pipeline):
+    # Jobs and last hour's automatic mail of the tickets a batch's replies answer are read
+    # once for the batch, and kept current as it changes them: a ticket set pending,
+    # reopened, set pending and reopened again in one batch ends with every job cancelled.
+    pipeline.accept([Arrival(mail(message_id="<a@school.test>"), "test"),
+                     Arrival(mail(sender="teacher2@school.test", message_id="<b@school.test>"),
+                             "test")])
+
+    def staff(n: int, answers: str) -> bytes:
+        return mail(sender="tech1@school.test", message_id=f"<s{n}@school.test>",
+                    subject="Re: Printer jam", extra=f"In-Reply-To: {answers}\n")
+
+    def teacher(n: int, who: str, answers: str) -> bytes:
+        return mail(sender=who, message_id=f"<t{n}@school.test>", subject="Re: Printer jam",
+                    extra=f"In-Reply-To: {answers}\n")
+
+    pipeline.accept([Arrival(staff(1, "<a@school.test>"), "test"),
+                     Arrival(staff(2, "<b@school.test>"), "test")])
+    assert count(pipeline, Job, Job.cancelled_at.is_(None)) == 4  # reminder, auto-resolve
+    statements = []
+    event.listen(pipeline.db.engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *rest: statements.append(statement))
+    results = pipeline.accept([
+        Arrival(teacher(1, "teacher1@school.test", "<s1@school.test>"), "test"),
+        Arrival(teacher(2, "teacher2@school.test", "<s2@school.test>"), "test"),
+        Arrival(staff(3, "<t1@school.test>"), "test"),
+        Arrival(teacher(3, "teacher1@school.test", "<a@school.test>"), "test")])
+    assert [(r.outcome.action, r.outcome.ticket_id) for r in results] == \
+        [("reply", 1), ("reply", 2), ("staff_reply", 1), ("reply", 1)]
+    jobs = [s for s in statements if s.lstrip().startswith("SELECT jobs.")]
+    counts = [s for s in statements if "count(*)" in s and "outbox.ticket_id" in s]
+    assert (len(jobs), len(counts)) == (1, 1)
+    with pipeline.db.sessions() as session:
+        assert session.scalar(select(Ticket.status).where(Ticket.id == 1)) == "open"
+        jobs = list(session.execute(select(Job.ticket_id, Job.kind, Job.cancelled_at)
+                                    .order_by(Job.id)))
+    assert [(t, k) for t, k, _ in jobs] == [(1, "reminder"), (1, "auto_resolve"),
+                                           (2, "reminder"), (2, "auto_resolve"),
+                                           (1, "reminder"), (1, "auto_resolve")]
+    assert all(cancelled is not None for _, _, cancelled in jobs)
 
 
 def test_a_ticket_named_twice_in_a_batch_keeps_its_messages_in_order(pipeline):

@@ -1,0 +1,107 @@
+"""How many SQL statements the backlog's mix costs a message, and which ones.
+
+    python -m benchmarks.census                      # 1,000 messages, SQLite and PostgreSQL
+    python -m benchmarks.census --messages 4000 --databases postgresql --top 20
+
+In process, without mail servers: the teacher stream (the backlog benchmark's seed) is
+stored and applied by mailhelp's Pipeline in the daemon's batches (the default [imap]
+batch_size), with no rate limits, and every statement sent to the database is counted
+(SQLAlchemy's before_cursor_execute; an executemany is one). Sending is not counted:
+the sender's statements are per batch of mails, not per message. Prints the total,
+statements per message, by verb, and the commonest statements. A PostgreSQL round trip
+costs the daemon and the server CPU; this is the figure to watch while changing the
+workflow (it does not vary with the machine's speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from .harness import HELP, NO_RATE_LIMITS, STAFF, Database, pg_available
+from .teachermail import TeacherMail
+
+BATCH = 200  # [imap] batch_size's default: messages fetched and accepted together
+START = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+
+
+def census(kind: str, directory: Path, count: int, seed: int) -> tuple[Counter, int]:
+    from sqlalchemy import event
+
+    from mailhelp import config as config_module
+    from mailhelp.db.migrate import upgrade
+    from mailhelp.db.session import Database as MailhelpDatabase
+    from mailhelp.pipeline import Arrival, Pipeline
+
+    database = Database(kind, directory)
+    try:
+        config = config_module.loads("\n".join([
+            "[helpdesk]", 'name = "Springfield SD Help Desk"', f'address = "{HELP}"',
+            "[database]", f'url = "{database.url}"',
+            "[staff]", "addresses = [" + ", ".join(f'"{a}"' for a in STAFF) + "]",
+            "[storage]", f'attachments_dir = "{directory / "attachments"}"',
+            "[limits]", *NO_RATE_LIMITS]) + "\n")
+        db = MailhelpDatabase(database.url)
+        upgrade(db)
+        statements: Counter = Counter()
+        clock = [START]
+        pipeline = Pipeline(config, db, lambda: clock[0])
+
+        def count_statement(conn, cursor, statement, *rest) -> None:
+            statements[_shape(statement)] += 1
+
+        event.listen(db.engine, "before_cursor_execute", count_statement)
+        messages = list(TeacherMail(seed).messages(count))
+        batch = BATCH
+        for start in range(0, len(messages), batch):
+            clock[0] += timedelta(seconds=30)
+            pipeline.accept([Arrival(m.raw, "imap:INBOX", 1, start + i + 1)
+                             for i, m in enumerate(messages[start:start + batch])])
+        event.remove(db.engine, "before_cursor_execute", count_statement)
+        db.dispose()
+        return statements, len(messages)
+    finally:
+        database.drop()
+
+
+def _shape(statement: str) -> str:
+    """One line per statement, its expanded IN lists folded: the same query, counted once."""
+    text = " ".join(statement.split())
+    text = re.sub(r"\((?:\s*(?:\?|%\(\w+\)s|\$\d+|%s)\s*,?)+\)", "(...)", text)
+    return text[:160]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[-1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--top", type=int, default=12, help="commonest statements shown")
+    parser.add_argument("--seed", type=int, default=2026)
+    args = parser.parse_args(argv)
+    for kind in args.databases.split(","):
+        if kind == "postgresql" and (why := pg_available()):
+            print(f"census {kind}: skipped, PostgreSQL not reachable ({why})")
+            continue
+        with tempfile.TemporaryDirectory(prefix="mailhelp-census-") as directory:
+            print(f"  .. census on {kind}: {args.messages} messages", file=sys.stderr)
+            statements, count = census(kind, Path(directory), args.messages, args.seed)
+        total = sum(statements.values())
+        verbs = Counter()
+        for shape, n in statements.items():
+            verbs[shape.split(" ", 1)[0].upper()] += n
+        print(f"census {kind}: {total} statements for {count} messages, "
+              f"{total / count:.2f} a message ("
+              + ", ".join(f"{verb} {n}" for verb, n in verbs.most_common()) + ")")
+        for shape, n in statements.most_common(args.top):
+            print(f"  {n:6d}  {shape}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
