@@ -23,10 +23,9 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .harness import HELP, NO_RATE_LIMITS, STAFF, Database, pg_available
+from .harness import NO_RATE_LIMITS, Database, desk_lines, pg_available
 from .teachermail import TeacherMail
 
-BATCH = 200  # [imap] batch_size's default: messages fetched and accepted together
 START = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 
 
@@ -34,18 +33,15 @@ def census(kind: str, directory: Path, count: int, seed: int) -> tuple[Counter, 
     from sqlalchemy import event
 
     from mailhelp import config as config_module
+    from mailhelp.config import ImapConfig
     from mailhelp.db.migrate import upgrade
     from mailhelp.db.session import Database as MailhelpDatabase
     from mailhelp.pipeline import Arrival, Pipeline
 
     database = Database(kind, directory)
     try:
-        config = config_module.loads("\n".join([
-            "[helpdesk]", 'name = "Springfield SD Help Desk"', f'address = "{HELP}"',
-            "[database]", f'url = "{database.url}"',
-            "[staff]", "addresses = [" + ", ".join(f'"{a}"' for a in STAFF) + "]",
-            "[storage]", f'attachments_dir = "{directory / "attachments"}"',
-            "[limits]", *NO_RATE_LIMITS]) + "\n")
+        config = config_module.loads("\n".join([*desk_lines(directory, database.url),
+                                                "[limits]", *NO_RATE_LIMITS]) + "\n")
         db = MailhelpDatabase(database.url)
         upgrade(db)
         statements: Counter = Counter()
@@ -57,7 +53,8 @@ def census(kind: str, directory: Path, count: int, seed: int) -> tuple[Counter, 
 
         event.listen(db.engine, "before_cursor_execute", count_statement)
         messages = list(TeacherMail(seed).messages(count))
-        batch = BATCH
+        # As the daemon fetches and accepts them: [imap] batch_size at a time.
+        batch = ImapConfig.__dataclass_fields__["batch_size"].default
         for start in range(0, len(messages), batch):
             clock[0] += timedelta(seconds=30)
             pipeline.accept([Arrival(m.raw, "imap:INBOX", 1, start + i + 1)

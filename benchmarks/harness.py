@@ -111,6 +111,16 @@ def pg_available() -> str:
         return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
+def desk_lines(directory: Path, database_url: str) -> list[str]:
+    """The config every benchmark's desk has: its name and address, this database, the
+    staff, attachments and log under ``directory``."""
+    return ["[helpdesk]", 'name = "Springfield SD Help Desk"', f'address = "{HELP}"',
+            "[database]", f'url = "{database_url}"',
+            "[staff]", "addresses = [" + ", ".join(f'"{a}"' for a in STAFF) + "]",
+            "[storage]", f'attachments_dir = "{directory / "attachments"}"',
+            "[log]", f'file = "{directory / "mailhelp.log"}"']
+
+
 class Bench:
     """Dovecot + relay + sink + a temporary directory, for the whole benchmark session."""
 
@@ -166,11 +176,7 @@ class Bench:
         ``limits``: extra ``key = value`` lines for [limits].
         """
         mail = self.mail
-        lines = ["[helpdesk]", 'name = "Springfield SD Help Desk"', f'address = "{HELP}"',
-                 "[database]", f'url = "{database_url}"',
-                 "[staff]", "addresses = [" + ", ".join(f'"{a}"' for a in STAFF) + "]",
-                 "[storage]", f'attachments_dir = "{directory / "attachments"}"',
-                 "[log]", f'file = "{directory / "mailhelp.log"}"']
+        lines = desk_lines(directory, database_url)
         if imap:
             lines += ["[imap]", f'host = "{mail.imap_host}"', f"port = {mail.imap_port}",
                       'security = "none"', f'username = "{HELP}"',

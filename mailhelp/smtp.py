@@ -247,13 +247,13 @@ class SentJournal:
     def carry_due(self) -> None:
         """Carry the notes if enough of them wait and the outbox can be written now; a
         carry already under way, or SQLite's write lock in the daemon's hands, is not
-        waited for (the notes are carried next time)."""
+        waited for (the notes are carried next time). Notes are taken only while a
+        write turn is set on SQLite (``takes_marks``)."""
+        if self.count < self.CARRY_AFTER:
+            return
         if self.db.dialect != "sqlite":
-            if self.count >= self.CARRY_AFTER:
-                self._carry(wait=False)  # no one write lock to wait for
-        elif self.db.write_turn is None:
-            self.carry()
-        elif self.count >= self.CARRY_AFTER and self.db.write_turn.try_take():
+            self._carry(wait=False)  # no one write lock to wait for
+        elif self.db.write_turn.try_take():
             try:
                 self._carry(wait=False)
             finally:
