@@ -82,6 +82,7 @@ def _instant(text: str) -> datetime:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.own_process = argv is None  # the command line of a process of its own
     try:
         if args.command == "demo":
             from .demo import run_demo
@@ -210,9 +211,18 @@ def cmd_ingest(config, args) -> int:
     if not args.files:
         messages.append(sys.stdin.buffer.read())
     if config.ingest.socket:
-        handed = _hand_off(config, messages)
+        handed = _hand_off(config, messages, config.ingest.socket)
         if handed is not None:
             return handed
+    spot = None
+    if args.own_process:  # not a test's call of main(): a fork would copy the test run
+        from .linger import GREETING, spot_for
+
+        spot = spot_for(config)
+        if spot is not None:
+            handed = _hand_off(config, messages, spot.socket, GREETING, quiet=True)
+            if handed is not None:
+                return handed
     with _start_up():
         from .app import App, flush_outbox
         from .pipeline import Arrival
@@ -224,23 +234,33 @@ def cmd_ingest(config, args) -> int:
     _report_failures((r.raw_id, r.error) for r in results if r.failed)
     if config.smtp is not None:  # without it the mail stays in the outbox, as flush_outbox does
         flush_outbox(app)
+    if spot is not None:
+        from .linger import in_a_burst, stay
+
+        if in_a_burst(spot, config.ingest.linger.total_seconds()):
+            stay(app, spot)
     return 0
 
 
-def _hand_off(config, messages: list[bytes]) -> int | None:
-    """The messages given to the running daemon: the exit status, or None when no
-    daemon listens (then this process does the work)."""
+def _hand_off(config, messages: list[bytes], path: str, greeting: bytes = b"",
+              quiet: bool = False) -> int | None:
+    """The messages given to the running daemon (or a lingering ingest, which greets):
+    the exit status, or None when nobody listens (then this process does the work).
+    ``quiet``: finding nobody is the usual case, not an event to log."""
     from .handoff import EX_TEMPFAIL, HandOffFailed, NoDaemon, hand_off, handed_size
 
     largest = max(len(raw) for raw in messages)
     if largest > handed_size(config):
-        log.info("action=ingest_alone reason=a message of %s bytes is processed here", largest)
+        if not quiet:
+            log.info("action=ingest_alone reason=a message of %s bytes is processed here",
+                     largest)
         return None
     try:
-        answers = hand_off(config.ingest.socket, messages)
+        answers = hand_off(path, messages, greeting=greeting)
     except NoDaemon as error:
-        log.log(logging.INFO if error.expected else logging.WARNING,
-                "action=ingest_alone reason=%s", error)
+        if not quiet or not error.expected:
+            log.log(logging.INFO if error.expected else logging.WARNING,
+                    "action=ingest_alone reason=%s", error)
         return None
     except HandOffFailed as error:
         # Exit status 75 (EX_TEMPFAIL): the MTA keeps the message and delivers it again.

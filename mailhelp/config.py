@@ -162,6 +162,11 @@ class IngestConfig:
     # Who may hand mail in: the socket's permission bits (give the MTA's pipe user or
     # group access; anyone who may write here may put mail into the help desk).
     socket_mode: FileMode = FileMode(0o660)  # written "0660"
+    # With no socket: when a message comes within this time of the one before, the
+    # ingest that processed it stays on in the background, warm, for this long after the
+    # last one, and the next ingests hand their messages to it (linger.py); "0s": never.
+    # Needs [log] file, where that process logs.
+    linger: timedelta = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import os
 import socket
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import TYPE_CHECKING
@@ -41,6 +42,7 @@ ANSWER_TIMEOUT = 300.0  # seconds an ingest waits for the daemon (a big backlog 
 READ_TIMEOUT = 60.0  # seconds the daemon waits on a silent client
 MAX_HEADER = 20  # bytes of a length line
 MAX_CLIENTS = 32  # connections served at once; more wait in the listen queue
+GREETING_TIMEOUT = 10.0  # seconds a client waits to be taken before it works alone
 
 
 class NoDaemon(MailhelpError):
@@ -63,11 +65,16 @@ def handed_size(config: Config) -> int:
     return config.limits.max_message_size
 
 
-def hand_off(path: str, messages: Sequence[bytes],
-             timeout: float = ANSWER_TIMEOUT) -> list[dict]:
-    """Send ``messages`` to the daemon at ``path``; its answer, one dict per message."""
+def hand_off(path: str, messages: Sequence[bytes], timeout: float = ANSWER_TIMEOUT,
+             greeting: bytes = b"") -> list[dict]:
+    """Send ``messages`` to the daemon at ``path``; its answer, one dict per message.
+
+    ``greeting``: what the server says first, once it has taken the connection (a
+    lingering ingest's does, linger.py): a server that closes without it never read the
+    messages, and this process does the work itself (NoDaemon).
+    """
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    client.settimeout(timeout)
+    client.settimeout(GREETING_TIMEOUT if greeting else timeout)
     try:
         try:
             client.connect(path)
@@ -77,6 +84,9 @@ def hand_off(path: str, messages: Sequence[bytes],
         except OSError as error:  # not allowed, or the daemon's queue is full: not sent
             raise NoDaemon(f"ingest.socket: cannot connect to {path} "
                            f"({error.strerror or type(error).__name__})", expected=False) from None
+        if greeting:
+            _expect_greeting(client, path, greeting)
+            client.settimeout(timeout)
         try:
             for raw in messages:
                 client.sendall(b"%d\n" % len(raw))
@@ -97,6 +107,19 @@ def hand_off(path: str, messages: Sequence[bytes],
         raise HandOffFailed(f"ingest.socket: the daemon at {path} answered "
                             f"{len(lines)} of {len(messages)} message(s)")
     return results
+
+
+def _expect_greeting(client: socket.socket, path: str, greeting: bytes) -> None:
+    heard = b""
+    try:
+        while len(heard) < len(greeting) and (chunk := client.recv(len(greeting) - len(heard))):
+            heard += chunk
+    except OSError as error:
+        raise NoDaemon(f"ingest.socket: {path} did not take the connection "
+                       f"({error.strerror or type(error).__name__})") from None
+    if heard != greeting:
+        raise NoDaemon(f"ingest.socket: {path} did not take the connection "
+                       f"(it said {heard[:40]!r})")
 
 
 def _read_all(connection: socket.socket) -> bytes:
@@ -135,7 +158,8 @@ class IngestServer:
     the messages and put them through the pipeline, taking their turn at it."""
 
     def __init__(self, path: str, mode: int, pipeline: Pipeline,
-                 turn: Callable[[], AbstractContextManager], max_size: int) -> None:
+                 turn: Callable[[], AbstractContextManager], max_size: int, *,
+                 greeting: bytes = b"", answered: Callable[[], object] | None = None) -> None:
         self.path = path
         self.mode = mode
         # A bigger message is not taken (ingest processes it itself): whoever may use
@@ -144,7 +168,14 @@ class IngestServer:
         self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
         self.pipeline = pipeline
         self.pipeline.turn = turn
+        # Said first on each connection taken (see hand_off); run after each connection's
+        # messages are committed, before the answer (a lingering ingest sends their mail).
+        self.greeting = greeting
+        self.answered = answered
+        self.served = 0
+        self.last_active = time.monotonic()
         self.listener: socket.socket | None = None
+        self.bound: tuple[int, int] | None = None  # (device, inode) of the socket file
         self.thread: threading.Thread | None = None
         self.connections: set[threading.Thread] = set()
         self.stopping = threading.Event()
@@ -173,6 +204,8 @@ class IngestServer:
         finally:
             os.umask(umask)
         os.chmod(self.path, self.mode)
+        bound = os.stat(self.path)
+        self.bound = (bound.st_dev, bound.st_ino)
         listener.listen(64)
         listener.settimeout(0.5)  # to see ``stopping`` between connections
         return listener
@@ -217,7 +250,12 @@ class IngestServer:
             worker = threading.Thread(target=self._serve, args=(connection,),
                                       name="mailhelp-ingest-client", daemon=True)
             self.connections.add(worker)
+            self.last_active = time.monotonic()
             worker.start()
+
+    def idle_for(self) -> float:
+        """Seconds since the last connection ended (0 while one is served)."""
+        return 0.0 if self.connections else time.monotonic() - self.last_active
 
     def _serve(self, connection: socket.socket) -> None:
         from .pipeline import Arrival
@@ -226,6 +264,8 @@ class IngestServer:
             with connection:
                 connection.settimeout(READ_TIMEOUT)
                 try:
+                    if self.greeting:
+                        connection.sendall(self.greeting)
                     messages = _read_messages(connection, self.max_size)
                 except (OSError, ValueError) as error:
                     log.warning("action=ingest_read_error error=%s", error)
@@ -238,6 +278,12 @@ class IngestServer:
                     log.error("action=ingest_error messages=%s error=%s", len(messages),
                               str(error).splitlines()[0] if str(error) else repr(error))
                     return
+                self.served += len(messages)
+                if self.answered is not None:
+                    try:
+                        self.answered()
+                    except Exception:  # committed all the same: the answer still goes
+                        log.exception("action=ingest_after_error")
                 answer = b"".join(json.dumps({
                     "raw_id": r.raw_id, "state": r.state, "error": r.error,
                     "ticket": r.outcome.ticket_id if r.outcome is not None else None,
@@ -248,11 +294,18 @@ class IngestServer:
                     log.warning("action=ingest_answer_lost raws=%s error=%s",
                                 ",".join(str(r.raw_id) for r in results), error)
         finally:
+            self.last_active = time.monotonic()
             self.connections.discard(threading.current_thread())
             self.slots.release()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop taking connections; let those under way finish (up to ``timeout``)."""
+        """Stop taking connections; let those under way finish (up to ``timeout``).
+
+        The socket file goes first, so that an ingest from now on finds nobody (and works
+        alone) rather than a listener about to close under it; only ours is removed, not
+        one a newer server has bound at the same path meanwhile.
+        """
+        self._unlink_ours()
         self.stopping.set()
         if self.thread is not None:
             self.thread.join(timeout)
@@ -260,7 +313,11 @@ class IngestServer:
             worker.join(timeout)
         if self.listener is not None:
             self.listener.close()
-            with suppress(FileNotFoundError):
+
+    def _unlink_ours(self) -> None:
+        with suppress(FileNotFoundError):
+            found = os.stat(self.path)
+            if self.bound == (found.st_dev, found.st_ino):
                 os.unlink(self.path)
 
 

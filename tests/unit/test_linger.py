@@ -1,0 +1,274 @@
+"""An ingest that stays on, warm, for the next messages of a burst ([ingest] linger).
+
+Real processes (``python -m mailhelp ingest``, forking as an MTA's pipe would see it)
+on a real database; the run directory is this test's own ($XDG_RUNTIME_DIR).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mailhelp import config as config_module
+from mailhelp.db.migrate import upgrade
+from mailhelp.db.session import Database
+from mailhelp.handoff import IngestServer, NoDaemon, Turns, hand_off
+from mailhelp.linger import GREETING, helper_key, runtime_dir, spot_for
+from mailhelp.pipeline import Pipeline
+from tests.helpers import desk_config, mailhelp, write_config
+from tests.unit.test_handoff import NOW, request
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch) -> Path:
+    base = tmp_path / "run"
+    base.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(base))
+    return base / "mailhelp"
+
+
+@pytest.fixture
+def desk(tmp_path, database_url, run_dir):
+    """A desk whose ingests may linger 3 s; any helper left is stopped afterwards."""
+    config = lingering_desk(tmp_path, database_url)
+    yield config
+    stop_helpers(config)
+
+
+@pytest.fixture
+def pipeline(tmp_path, database_url):
+    db = Database(database_url)
+    upgrade(db)
+    yield Pipeline(desk_config(tmp_path, database_url), db, lambda: NOW)
+    db.dispose()
+
+
+def lingering_desk(tmp_path: Path, database_url: str) -> Path:
+    config = write_config(tmp_path, database_url, extra=f"""
+        [ingest]
+        linger = "3s"
+        [log]
+        file = "{tmp_path / 'mailhelp.log'}"
+        """)
+    assert mailhelp(config, "init").returncode == 0
+    return config
+
+
+def stop_helpers(config: Path) -> None:
+    for pid in helpers(config):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+
+def helpers(config: Path) -> list[int]:
+    """The pids of the helpers this desk's log says started."""
+    return [int(line.split("pid=")[1].split()[0]) for line in log_lines(config)
+            if "action=ingest_linger " in line]
+
+
+def log_lines(config: Path) -> list[str]:
+    path = config.parent / "mailhelp.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def ended(config: Path, timeout: float = 15) -> list[str]:
+    """The helpers' last lines, once every helper started has written one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ends = [line for line in log_lines(config) if "action=ingest_linger_end" in line]
+        if len(ends) >= len(helpers(config)):
+            return ends
+        time.sleep(0.1)
+    raise AssertionError("a helper did not end:\n" + "\n".join(log_lines(config)))
+
+
+def ingest(config: Path, message: bytes):
+    started = time.monotonic()
+    done = mailhelp(config, "ingest", stdin=message)
+    assert done.returncode == 0, done.stderr.decode()
+    return done, time.monotonic() - started
+
+
+def tickets(config: Path) -> list[dict]:
+    return json.loads(mailhelp(config, "tickets", "list", "--json").stdout)
+
+
+def test_the_second_ingest_of_a_burst_stays_on_and_takes_the_next(desk, run_dir):
+    ingest(desk, request(1))
+    assert helpers(desk) == []  # a lone message: nobody stays
+    _, seconds = ingest(desk, request(2))
+    [pid] = helpers(desk)
+    # It exited (its pipes closed) while the helper it left lives on.
+    assert seconds < 3
+    os.kill(pid, 0)
+    [sock] = run_dir.glob("*.sock")
+    assert oct(sock.stat().st_mode & 0o777) == "0o600"
+    reply = (b"From: Teacher 1 <teacher1@school.test>\nTo: help@school.test\n"
+             b"Subject: Re: [#1] Projector in room 1\nMessage-ID: <re-1@school.test>\n"
+             b"In-Reply-To: <req-1@school.test>\n\nStill dark.\n")
+    for message in (request(3), reply):
+        done, _ = ingest(desk, message)
+        assert done.stderr == b""
+    # Committed before each ingest exited: the ticket and the threaded reply are there.
+    listed = tickets(desk)
+    assert sorted(t["requester"] for t in listed) == [
+        "teacher1@school.test", "teacher2@school.test", "teacher3@school.test"]
+    shown = json.loads(mailhelp(desk, "tickets", "show", "1", "--json").stdout)
+    assert [m["kind"] for m in shown["messages"] if m["direction"] == "in"] == [
+        "request", "reply"]
+    # Idle for [ingest] linger, it leaves, taking its socket with it.
+    [end] = ended(desk)
+    assert f"pid={pid} served=2" in end
+    assert list(run_dir.glob("*.sock")) == []
+
+
+def test_a_changed_config_is_not_served_by_a_helper_of_the_old_one(desk):
+    ingest(desk, request(1))
+    ingest(desk, request(2))
+    [old] = helpers(desk)
+    desk.write_text(desk.read_text() + "# edited\n")
+    ingest(desk, request(3))  # a new key: done here, and the old helper is left alone
+    os.kill(old, signal.SIGTERM)
+    ends = ended(desk)
+    assert any(f"pid={old} served=0" in line for line in ends)
+    assert len(tickets(desk)) == 3
+
+
+@pytest.mark.parametrize("change", ["no log file", "linger 0s"])
+def test_no_ingest_stays_on_without_a_log_or_with_linger_off(tmp_path, database_url,
+                                                             run_dir, change):
+    extra = '[ingest]\nlinger = "0s"\n' if change == "linger 0s" else ""
+    if change == "linger 0s":
+        extra += f'[log]\nfile = "{tmp_path / "mailhelp.log"}"\n'
+    config = write_config(tmp_path, database_url, extra=extra)
+    assert mailhelp(config, "init").returncode == 0
+    for n in (1, 2, 3):
+        ingest(config, request(n))
+    assert helpers(config) == []
+    assert not run_dir.exists() or list(run_dir.glob("*.sock")) == []
+    assert len(tickets(config)) == 3
+
+
+def test_a_run_directory_others_may_enter_is_not_used(desk, run_dir):
+    run_dir.mkdir(mode=0o755)
+    run_dir.chmod(0o755)
+    for n in (1, 2, 3):
+        ingest(desk, request(n))
+    assert helpers(desk) == []
+    assert list(run_dir.iterdir()) == []
+    assert any("action=ingest_linger_off" in line and "0700" in line
+               for line in log_lines(desk))
+
+
+def test_the_key_follows_the_config_and_the_environment(tmp_path,
+                                                                          monkeypatch):
+    database = tmp_path / "desk.db"
+    database.write_bytes(b"")
+    path = tmp_path / "mailhelp.toml"
+    path.write_text(f'[helpdesk]\naddress = "help@school.test"\n[database]\n'
+                    f'url = "sqlite:///{database}"\n[log]\nfile = "{tmp_path / "log"}"\n')
+    config = config_module.load(path)
+    key = helper_key(config)
+    database.write_bytes(b"written to, as every message does")
+    assert helper_key(config) == key  # the same database file
+    monkeypatch.setenv("MAILHELP_SOMETHING", "else")
+    assert helper_key(config) != key
+    monkeypatch.delenv("MAILHELP_SOMETHING")
+    assert helper_key(config) == key
+    path.write_text(path.read_text().replace("help@", "helpdesk@"))
+    assert helper_key(config) != key
+
+
+def test_a_database_file_made_anew_while_a_helper_waits_is_the_one_written(tmp_path,
+                                                                          run_dir):
+    database = tmp_path / "replaced.db"  # SQLite whichever database the suite runs on
+    desk = lingering_desk(tmp_path, f"sqlite:///{database}")
+    try:
+        ingest(desk, request(1))
+        ingest(desk, request(2))
+        [pid] = helpers(desk)
+        database.unlink()
+        assert mailhelp(desk, "init").returncode == 0
+        ingest(desk, request(3))
+        assert [t["requester"] for t in tickets(desk)] == ["teacher3@school.test"]
+    finally:
+        stop_helpers(desk)
+    assert any(f"pid={pid} served=1" in line for line in ended(desk))
+
+
+def test_no_spot_with_a_daemon_socket_set(tmp_path, run_dir):
+    config = config_module.loads(
+        f'[helpdesk]\naddress = "help@school.test"\n[ingest]\nsocket = "{tmp_path}/s"\n'
+        f'[log]\nfile = "{tmp_path / "log"}"\n')
+    assert spot_for(config) is None
+    assert runtime_dir() == str(run_dir)
+
+
+def test_a_client_not_greeted_does_the_work_itself(tmp_path, pipeline):
+    path = str(tmp_path / "leaving.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+    # A helper leaving: the connection waits in the queue, then the listener closes.
+    client_error = []
+
+    def connect() -> None:
+        try:
+            hand_off(path, [request(1)], greeting=GREETING)
+        except NoDaemon as error:
+            client_error.append(error)
+
+    client = threading.Thread(target=connect)
+    client.start()
+    time.sleep(0.2)
+    listener.close()
+    client.join(15)
+    [error] = client_error
+    assert error.expected and "did not take the connection" in str(error)
+
+
+def test_a_greeting_server_serves_a_greeting_client(tmp_path, pipeline):
+    answered = []
+    server = IngestServer(str(tmp_path / "greets.sock"), 0o600, pipeline, Turns(), 4_000_000,
+                          greeting=GREETING, answered=lambda: answered.append(True))
+    server.start()
+    try:
+        [answer] = hand_off(server.path, [request(1)], greeting=GREETING)
+    finally:
+        server.stop()
+    assert answer["state"] == "processed" and answer["ticket"] == 1
+    assert answered == [True] and server.served == 1
+
+
+def test_stopping_removes_only_its_own_socket(tmp_path, pipeline):
+    server = IngestServer(str(tmp_path / "shared.sock"), 0o600, pipeline, Turns(), 4_000_000)
+    server.start()
+    os.unlink(server.path)  # as if gone, and a newer server bound the same path
+    newer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    newer.bind(server.path)
+    try:
+        server.stop()
+        assert os.path.exists(server.path)
+    finally:
+        newer.close()
+
+
+def test_check_says_whether_a_burst_is_taken_by_an_ingest_that_stays_on(tmp_path, run_dir):
+    from mailhelp.check import _lingering
+
+    text = f'[helpdesk]\naddress = "help@school.test"\n[log]\nfile = "{tmp_path / "log"}"\n'
+    result = _lingering(config_module.loads(text))
+    assert result.ok and not result.warning and str(run_dir) in result.detail
+    off = text.replace("[log]", "[ingest]\nlinger = '0s'\n[log]")
+    result = _lingering(config_module.loads(off))
+    assert "works alone" in result.detail and not result.warning
+    result = _lingering(config_module.loads('[helpdesk]\naddress = "help@school.test"\n'))
+    assert result.warning and "needs [log] file" in result.detail
