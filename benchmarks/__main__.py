@@ -223,9 +223,7 @@ def bench_pipe(bench: Bench, plan: Plan, args) -> list[Line]:
     for label, times, how in (
             ("pipe: ingest, SMTP sink up", result.with_smtp, lingering),
             ("pipe: ingest, no [smtp]", result.without_smtp, lingering),
-            ("pipe: ingest, handed to daemon", result.handed_off, ""),
-            ("pipe: ingest, each alone", result.alone, "; linger = \"0s\": what a lone "
-             "message costs")):
+            ("pipe: ingest, handed to daemon", result.handed_off, "")):
         value = median(times)
         lines.append(emit(Line(
             label, f"{value:.3f} s/msg",
@@ -233,6 +231,14 @@ def bench_pipe(bench: Bench, plan: Plan, args) -> list[Line]:
             f"median of {len(times)} fresh processes, max {max(times):.3f} s{how}"
             + (f"; PROBLEMS: {problems}" if problems else ""),
             (Target("< 0.3 s", value < 0.3),))))
+    # What a lone message costs, or each of a burst with nobody staying on: the process
+    # loads the database layer and the models and applies the message itself.
+    alone = median(result.alone)
+    lines.append(emit(Line(
+        "ref: ingest, each alone", f"{alone:.3f} s/msg",
+        f"floor: python + import mailhelp.cli {cli:.3f} s (ratio {ratio(alone, cli)})",
+        f"median of {len(result.alone)} fresh processes, max {max(result.alone):.3f} s; "
+        '[ingest] linger = "0s", no [smtp]: what a lone message costs')))
     lines.append(emit(Line("ref: python -c pass", f"{python:.3f} s",
                            detail=f"median of {len(result.python)}")))
     lines.append(emit(Line("ref: import mailhelp.cli", f"{cli:.3f} s",
