@@ -292,6 +292,8 @@ class Config:
     templates: TemplatesConfig = field(default_factory=TemplatesConfig)
     log: LogConfig = field(default_factory=LogConfig)
     path: str = ""
+    # The file's device, inode, size and time as read; empty if it changed while read.
+    stamp: str = ""
 
     def require_imap(self) -> ImapConfig:
         if self.imap is None:
@@ -312,26 +314,33 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and validate a config file; raise ConfigError naming the key at fault."""
     path = Path(path) if path else default_path()
     try:
+        before = _stamp(path)
         text = path.read_text(encoding="utf-8")
+        stamp = before if _stamp(path) == before else ""
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: config file not found (give --config or set MAILHELP_CONFIG)") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config file: {error.strerror}") from None
-    return loads(text, str(path))
+    return loads(text, str(path), stamp)
 
 
-def loads(text: str, path: str = "<string>") -> Config:
+def _stamp(path: Path) -> str:
+    found = path.stat()
+    return f"{found.st_dev}:{found.st_ino}:{found.st_size}:{found.st_mtime_ns}"
+
+
+def loads(text: str, path: str = "<string>", stamp: str = "") -> Config:
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    return _build(Config, document, prefix="", extra={"path": path})
+    return _build(Config, document, prefix="", extra={"path": path, "stamp": stamp})
 
 
 def _build(cls: type, table: dict, prefix: str, extra: dict | None = None) -> typing.Any:
     hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in fields(cls) if f.name != "path"}
+    known = {f.name: f for f in fields(cls) if f.name not in ("path", "stamp")}
     values: dict[str, typing.Any] = dict(extra or {})
     secret_keys = {f"{f.name}{s}" for f in known.values() if hints[f.name] is Secret
                    for s in ("", "_env", "_command")}

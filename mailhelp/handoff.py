@@ -159,7 +159,8 @@ class IngestServer:
 
     def __init__(self, path: str, mode: int, pipeline: Pipeline,
                  turn: Callable[[], AbstractContextManager], max_size: int, *,
-                 greeting: bytes = b"", answered: Callable[[], object] | None = None) -> None:
+                 greeting: bytes = b"", answered: Callable[[], object] | None = None,
+                 failed: Callable[[], object] | None = None) -> None:
         self.path = path
         self.mode = mode
         # A bigger message is not taken (ingest processes it itself): whoever may use
@@ -169,9 +170,11 @@ class IngestServer:
         self.pipeline = pipeline
         self.pipeline.turn = turn
         # Said first on each connection taken (see hand_off); run after each connection's
-        # messages are committed, before the answer (a lingering ingest sends their mail).
+        # messages are committed, before the answer (a lingering ingest sends their mail);
+        # run when the pipeline could not take them (the client is told nothing).
         self.greeting = greeting
         self.answered = answered
+        self.failed = failed
         self.served = 0
         self.last_active = time.monotonic()
         self.listener: socket.socket | None = None
@@ -277,6 +280,8 @@ class IngestServer:
                 except Exception as error:  # the database is away: the MTA tries again
                     log.error("action=ingest_error messages=%s error=%s", len(messages),
                               str(error).splitlines()[0] if str(error) else repr(error))
+                    if self.failed is not None:
+                        self.failed()
                     return
                 self.served += len(messages)
                 if self.answered is not None:
@@ -298,7 +303,11 @@ class IngestServer:
             self.connections.discard(threading.current_thread())
             self.slots.release()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def close_door(self) -> None:
+        """No new client finds this server (those connected are still served)."""
+        self._unlink_ours()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
         """Stop taking connections; let those under way finish (up to ``timeout``).
 
         The socket file goes first, so that an ingest from now on finds nobody (and works

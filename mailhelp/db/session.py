@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from ..errors import ConfigError, MailhelpError
 
@@ -24,13 +25,16 @@ TURN_TIMEOUT = 10.0  # seconds; as long as SQLite's own busy timeout
 class Database:
     """An engine and its session factory, set up for the dialect at hand."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pooled: bool = True) -> None:
+        """``pooled=False``: every connection closed when put back (one that must hold
+        none between its moments of work: a lingering ingest)."""
         self.url = url
+        pool = {} if pooled else {"poolclass": NullPool}
         try:
             if url.startswith("sqlite"):
-                self.engine = _sqlite_engine(url)
+                self.engine = _sqlite_engine(url, **pool)
             else:
-                self.engine = create_engine(url, pool_pre_ping=True)
+                self.engine = create_engine(url, pool_pre_ping=True, **pool)
         except (ArgumentError, ImportError) as error:
             raise ConfigError(f"database.url: {error}") from None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -49,6 +53,8 @@ class Database:
             return inspect(self.engine).has_table("tickets")
         except OperationalError as error:
             raise MailhelpError(f"database: cannot connect: {error.orig}") from error
+        except DBAPIError as error:  # e.g. SQLite's "file is not a database"
+            raise MailhelpError(f"database: cannot read it: {error.orig}") from error
 
     def schema_revision(self) -> str | None:
         """The migration the database is at (read directly: importing Alembic is slow)."""
@@ -123,11 +129,11 @@ class WriteTurn:
                 self.lock.release()
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, **options) -> Engine:
     path = url.split("///", 1)[1] if "///" in url else ""
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    engine = create_engine(url, **options)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record) -> None:
