@@ -169,8 +169,7 @@ def test_a_run_directory_others_may_enter_is_not_used(desk, run_dir):
                for line in log_lines(desk))
 
 
-def test_the_key_follows_the_config_and_the_environment(tmp_path,
-                                                                          monkeypatch):
+def test_the_key_follows_the_config_and_the_environment(tmp_path, monkeypatch):
     database = tmp_path / "desk.db"
     database.write_bytes(b"")
     path = tmp_path / "mailhelp.toml"
