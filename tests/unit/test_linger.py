@@ -9,23 +9,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import signal
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from mailhelp import config as config_module
-from mailhelp.db.migrate import upgrade
-from mailhelp.db.session import Database
-from mailhelp.handoff import IngestServer, NoDaemon, Turns, hand_off
-from mailhelp.linger import GREETING, helper_key, runtime_dir, spot_for
-from mailhelp.pipeline import Pipeline
-from tests.helpers import desk_config, mailhelp, write_config
-from tests.unit.test_handoff import NOW, request
+from mailhelp.linger import helper_key, runtime_dir, spot_for
+from tests.helpers import mailhelp, write_config
+from tests.unit.test_handoff import request
 
 
 @pytest.fixture
@@ -42,14 +35,6 @@ def desk(tmp_path, database_url, run_dir):
     config = lingering_desk(tmp_path, database_url)
     yield config
     stop_helpers(config)
-
-
-@pytest.fixture
-def pipeline(tmp_path, database_url):
-    db = Database(database_url)
-    upgrade(db)
-    yield Pipeline(desk_config(tmp_path, database_url), db, lambda: NOW)
-    db.dispose()
 
 
 def lingering_desk(tmp_path: Path, database_url: str) -> Path:
@@ -238,55 +223,6 @@ def test_no_spot_with_a_daemon_socket_set(tmp_path, run_dir):
         f'[log]\nfile = "{tmp_path / "log"}"\n')
     assert spot_for(config) is None
     assert runtime_dir() == str(run_dir)
-
-
-def test_a_client_not_greeted_does_the_work_itself(tmp_path):
-    path = str(tmp_path / "leaving.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen()
-    # A helper leaving: the connection waits in the queue, then the listener closes.
-    client_error = []
-
-    def connect() -> None:
-        try:
-            hand_off(path, [request(1)], greeting=GREETING)
-        except NoDaemon as error:
-            client_error.append(error)
-
-    client = threading.Thread(target=connect)
-    client.start()
-    assert select.select([listener], [], [], 10)[0]  # connected, in the queue, not taken
-    listener.close()
-    client.join(15)
-    [error] = client_error
-    assert error.expected and "did not take the connection" in str(error)
-
-
-def test_a_greeting_server_serves_a_greeting_client(tmp_path, pipeline):
-    answered = []
-    server = IngestServer(str(tmp_path / "greets.sock"), 0o600, pipeline, Turns(), 4_000_000,
-                          greeting=GREETING, answered=lambda: answered.append(True))
-    server.start()
-    try:
-        [answer] = hand_off(server.path, [request(1)], greeting=GREETING)
-    finally:
-        server.stop()
-    assert answer["state"] == "processed" and answer["ticket"] == 1
-    assert answered == [True] and server.served == 1
-
-
-def test_stopping_removes_only_its_own_socket(tmp_path, pipeline):
-    server = IngestServer(str(tmp_path / "shared.sock"), 0o600, pipeline, Turns(), 4_000_000)
-    server.start()
-    os.unlink(server.path)  # as if gone, and a newer server bound the same path
-    newer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    newer.bind(server.path)
-    try:
-        server.stop()
-        assert os.path.exists(server.path)
-    finally:
-        newer.close()
 
 
 def test_check_says_whether_a_burst_is_taken_by_an_ingest_that_stays_on(tmp_path, run_dir):
