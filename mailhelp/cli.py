@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from .errors import MailhelpError, UsageError
+from .errors import ConfigError, MailhelpError, UsageError
 
 log = logging.getLogger("mailhelp")
 
@@ -125,12 +125,24 @@ def _setup_logging(config, args) -> None:
     level = logging.DEBUG if args.verbose else getattr(logging, config.log.level.upper())
     if quiet and not args.verbose:
         level = logging.WARNING
-    handler: logging.Handler = (logging.FileHandler(config.log.file) if config.log.file
-                                else logging.StreamHandler(sys.stderr))
+    # The file is opened at the first line, once private_file has made it 0600 (a warning
+    # it gives about an existing file then goes there too).
+    handler: logging.Handler = (logging.FileHandler(config.log.file, delay=True)
+                                if config.log.file else logging.StreamHandler(sys.stderr))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    if config.log.file:
+        from .private import private_file
+
+        private_file(config.log.file)
+        try:
+            with open(config.log.file, "a"):
+                pass
+        except OSError as error:
+            raise ConfigError(f"log.file: cannot write {config.log.file}: "
+                              f"{error.strerror}") from None
     # Library chatter is not our events; keep their warnings, drop their debug lines.
     for noisy in ("imapclient", "aiosmtplib", "alembic", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

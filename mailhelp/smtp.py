@@ -29,6 +29,7 @@ from .config import SmtpConfig
 from .db.models import Outbox, TicketEvent
 from .db.session import WRITE, Database, transaction
 from .errors import ConfigError
+from .private import private_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ class SentJournal:
     def open(self) -> None:
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            private_sqlite(self.path)  # what was sent to whom: this user's alone
             self.connection = sqlite3.connect(self.path, isolation_level=None,
                                               check_same_thread=False, timeout=10)
             for pragma in ("journal_mode=WAL", "synchronous=NORMAL"):

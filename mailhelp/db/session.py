@@ -10,11 +10,13 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from ..errors import ConfigError, MailhelpError
+from ..private import private_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +132,13 @@ class WriteTurn:
 
 
 def _sqlite_engine(url: str, **options) -> Engine:
-    path = url.split("///", 1)[1] if "///" in url else ""
-    if path and path != ":memory:":
+    parsed = make_url(url)
+    path = parsed.database or ""
+    if path and path != ":memory:" and not path.startswith("file:"):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Before SQLite makes it (with the umask's 0644): its -wal and -shm files take
+        # the database file's mode, so they are private too.
+        private_sqlite(path)
     engine = create_engine(url, **options)
 
     @event.listens_for(engine, "connect")
