@@ -226,6 +226,29 @@ def cmd_ingest(config, args) -> int:
         handed = _hand_off(config, messages, config.ingest.socket)
         if handed is not None:
             return handed
+    try:
+        return _ingest_here(config, args, messages)
+    except Exception as error:
+        from .db.session import temporary
+
+        if not temporary(error):
+            raise
+        from .handoff import EX_TEMPFAIL
+        from .parse import message_id_of
+
+        # Exit status 75 (EX_TEMPFAIL): the MTA keeps the message and delivers it again;
+        # a copy recorded meanwhile is then a duplicate by its Message-ID.
+        named = ", ".join(message_id_of(raw)[:200] for raw in messages[:3])
+        more = f" and {len(messages) - 3} more" if len(messages) > 3 else ""
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+        print(f"mailhelp: message {named}{more} not taken: database unavailable "
+              f"({reason[0] if reason else type(error).__name__}); the mail server will "
+              "try again", file=sys.stderr)
+        return EX_TEMPFAIL
+
+
+def _ingest_here(config, args, messages: list[bytes]) -> int:
+    """The messages processed by this process (handed to a lingering one, if any)."""
     spot = None
     if args.own_process:  # not a test's call of main(): a fork would copy the test run
         from .linger import GREETING, spot_for

@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -22,6 +23,20 @@ log = logging.getLogger(__name__)
 
 WRITE = "mailhelp_write"
 TURN_TIMEOUT = 10.0  # seconds; as long as SQLite's own busy timeout
+BUSY_TIMEOUT = 10.0  # seconds SQLite waits for the write lock; ?timeout=N in the URL
+
+
+class DatabaseUnavailable(MailhelpError):
+    """The database could not be reached or was locked: nothing is wrong with the
+    work, and the same work later may well succeed."""
+
+
+def temporary(error: BaseException) -> bool:
+    """Whether ``error`` says the database is away or busy for now (locked, a lost or
+    refused connection, no pooled connection free), not that the work is wrong."""
+    if isinstance(error, DatabaseUnavailable | OperationalError | PoolTimeout):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 class Database:
@@ -54,7 +69,7 @@ class Database:
         try:
             return inspect(self.engine).has_table("tickets")
         except OperationalError as error:
-            raise MailhelpError(f"database: cannot connect: {error.orig}") from error
+            raise DatabaseUnavailable(f"database: cannot connect: {error.orig}") from error
         except DBAPIError as error:  # e.g. SQLite's "file is not a database"
             raise MailhelpError(f"database: cannot read it: {error.orig}") from error
 
@@ -139,13 +154,18 @@ def _sqlite_engine(url: str, **options) -> Engine:
         # Before SQLite makes it (with the umask's 0644): its -wal and -shm files take
         # the database file's mode, so they are private too.
         private_sqlite(path)
+    try:
+        busy = round(float(parsed.query.get("timeout", BUSY_TIMEOUT)) * 1000)
+    except (TypeError, ValueError):
+        raise ConfigError(f"database.url: timeout={parsed.query['timeout']!r} is not a "
+                          "number of seconds") from None
     engine = create_engine(url, **options)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record) -> None:
         # Take BEGIN away from sqlite3 so that ours (IMMEDIATE) is the only one.
         dbapi_connection.isolation_level = None
-        for pragma in ("journal_mode=WAL", "busy_timeout=10000", "foreign_keys=ON",
+        for pragma in ("journal_mode=WAL", f"busy_timeout={busy}", "foreign_keys=ON",
                        "synchronous=NORMAL"):
             dbapi_connection.execute(f"PRAGMA {pragma}")
 
