@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -291,7 +292,10 @@ def _hand_off(config, messages: list[bytes], path: str, greeting: bytes = b"",
                      largest)
         return None
     try:
-        answers = hand_off(path, messages, greeting=greeting)
+        # Besides this user and root, the config's owner may listen: it decides anyway.
+        owner = os.stat(config.path).st_uid if os.path.exists(config.path) else None
+        answers = hand_off(path, messages, greeting=greeting,
+                           trusted=() if owner is None else (owner,))
     except NoDaemon as error:
         if not quiet or not error.expected:
             log.log(logging.INFO if error.expected else logging.WARNING,

@@ -4,11 +4,18 @@ An MTA pipe alias starts one process per message, and most of such a process's l
 is spent loading the database layer. With ``[ingest] socket`` set, the daemon listens
 there; ingest sends it the bytes and waits for its answer, which comes once the
 messages are stored, processed and committed, the same as when ingest does the work
-itself. This module is all that the pipe's process loads (no SQLAlchemy, no parser).
+itself. This module, the client, is all that the pipe's process loads (no SQLAlchemy,
+no parser); the daemon's end is handoff_server.py.
 
 The exchange, one connection per ingest: for each message its length in decimal, a
 newline and its bytes; then the client ends its side. The daemon answers one JSON line
 per message, in order: ``{"raw_id": 12, "state": "processed", "ticket": 7, "error": ""}``.
+It processes messages as they arrive, and takes at most MAX_MESSAGES messages and
+MAX_BYTES bytes on one connection (a client with more opens another).
+
+Before it sends anything, the client asks the kernel who listens (SO_PEERCRED): a socket
+in a shared directory may be anyone's, and mail goes only to a process of this user,
+of root, or of the config file's owner (who decides where mail goes anyway).
 
 Nothing is lost on either side: a client that cannot connect does the work itself (the
 daemon never saw the message); a client that connected but got no complete answer
@@ -22,26 +29,21 @@ import json
 import logging
 import os
 import socket
-import stat
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError, MailhelpError
+from .errors import MailhelpError
 
 if TYPE_CHECKING:
     from .config import Config
-    from .pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
 EX_TEMPFAIL = 75  # sysexits.h: the MTA keeps the message and tries again later
 ANSWER_TIMEOUT = 300.0  # seconds an ingest waits for the daemon (a big backlog ahead)
-READ_TIMEOUT = 60.0  # seconds the daemon waits on a silent client
-MAX_HEADER = 20  # bytes of a length line
-MAX_CLIENTS = 32  # connections served at once; more wait in the listen queue
+MAX_MESSAGES = 100  # messages taken on one connection
+MAX_BYTES = 100 * 1024 * 1024  # bytes taken on one connection (or one message's, if more)
 GREETING_TIMEOUT = 10.0  # seconds a client waits to be taken before it works alone
 
 
@@ -66,13 +68,40 @@ def handed_size(config: Config) -> int:
 
 
 def hand_off(path: str, messages: Sequence[bytes], timeout: float = ANSWER_TIMEOUT,
-             greeting: bytes = b"") -> list[dict]:
+             greeting: bytes = b"", trusted: Iterable[int] = ()) -> list[dict]:
     """Send ``messages`` to the daemon at ``path``; its answer, one dict per message.
 
     ``greeting``: what the server says first, once it has taken the connection (a
     lingering ingest's does, linger.py): a server that closes without it never read the
-    messages, and this process does the work itself (NoDaemon).
+    messages, and this process does the work itself (NoDaemon). ``trusted``: user ids
+    besides this process's and root's that may listen there.
     """
+    answers: list[dict] = []
+    for group in _connections(messages):
+        try:
+            answers += _hand_over(path, group, timeout, greeting, trusted)
+        except NoDaemon as error:
+            if not answers:
+                raise
+            # Part went over: working alone now would process that part twice.
+            raise HandOffFailed(f"{error}, after {len(answers)} message(s)") from None
+    return answers
+
+
+def _connections(messages: Sequence[bytes]) -> Iterator[Sequence[bytes]]:
+    """The messages in groups a connection takes (MAX_MESSAGES, MAX_BYTES), in order."""
+    start, size = 0, 0
+    for end, raw in enumerate(messages):
+        if end > start and (end - start == MAX_MESSAGES or size + len(raw) > MAX_BYTES):
+            yield messages[start:end]
+            start, size = end, 0
+        size += len(raw)
+    if start < len(messages):
+        yield messages[start:]
+
+
+def _hand_over(path: str, messages: Sequence[bytes], timeout: float, greeting: bytes,
+               trusted: Iterable[int]) -> list[dict]:
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.settimeout(GREETING_TIMEOUT if greeting else timeout)
     try:
@@ -84,6 +113,7 @@ def hand_off(path: str, messages: Sequence[bytes], timeout: float = ANSWER_TIMEO
         except OSError as error:  # not allowed, or the daemon's queue is full: not sent
             raise NoDaemon(f"ingest.socket: cannot connect to {path} "
                            f"({error.strerror or type(error).__name__})", expected=False) from None
+        _check_listener(client, path, {os.getuid(), 0, *trusted})
         if greeting:
             _expect_greeting(client, path, greeting)
             client.settimeout(timeout)
@@ -109,6 +139,28 @@ def hand_off(path: str, messages: Sequence[bytes], timeout: float = ANSWER_TIMEO
     return results
 
 
+def listener_uid(client: socket.socket, path: str) -> int:
+    """The user id of the process listening at the other end of ``client``."""
+    if hasattr(socket, "SO_PEERCRED"):  # Linux: what the kernel noted at listen()
+        credentials = client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                        struct.calcsize("3i"))
+        return struct.unpack("3i", credentials)[1]
+    return os.stat(path).st_uid  # elsewhere: who made the socket file
+
+
+def _check_listener(client: socket.socket, path: str, trusted: set[int]) -> None:
+    try:
+        uid = listener_uid(client, path)
+    except OSError as error:
+        raise NoDaemon(f"ingest.socket: cannot tell who listens on {path} "
+                       f"({error.strerror or type(error).__name__})", expected=False) from None
+    if uid not in trusted:
+        # Anyone may bind a name in a shared directory such as /tmp before the daemon.
+        raise NoDaemon(f"ingest.socket: {path} is served by user id {uid}, not by this "
+                       f"user ({os.getuid()}), root or the config file's owner: nothing "
+                       "handed over", expected=False)
+
+
 def _expect_greeting(client: socket.socket, path: str, greeting: bytes) -> None:
     heard = b""
     try:
@@ -129,226 +181,11 @@ def _read_all(connection: socket.socket) -> bytes:
     return b"".join(parts)
 
 
-class Turns:
-    """One thread at a time processes mail, in the order they asked (first come, first
-    served): the mailbox's next batch does not overtake a message an MTA handed in."""
+def __getattr__(name: str):
+    """The daemon's end, IngestServer and Turns, lives in handoff_server.py: an ingest
+    never loads it."""
+    if name in ("IngestServer", "Turns"):
+        from . import handoff_server
 
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._next = 0
-        self._serving = 0
-
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
-        with self._changed:
-            ticket = self._next
-            self._next += 1
-            while self._serving != ticket:
-                self._changed.wait()
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._serving += 1
-                self._changed.notify_all()
-
-
-class IngestServer:
-    """The daemon's end: accepts connections on the socket, one thread each; they read
-    the messages and put them through the pipeline, taking their turn at it."""
-
-    def __init__(self, path: str, mode: int, pipeline: Pipeline,
-                 turn: Callable[[], AbstractContextManager], max_size: int, *,
-                 greeting: bytes = b"", answered: Callable[[], object] | None = None,
-                 failed: Callable[[], object] | None = None) -> None:
-        self.path = path
-        self.mode = mode
-        # A bigger message is not taken (ingest processes it itself): whoever may use
-        # the socket cannot make the daemon hold more than MAX_CLIENTS of these.
-        self.max_size = max_size
-        self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
-        self.pipeline = pipeline
-        self.pipeline.turn = turn
-        # Said first on each connection taken (see hand_off); run after each connection's
-        # messages are committed, before the answer (a lingering ingest sends their mail);
-        # run when the pipeline could not take them (the client is told nothing).
-        self.greeting = greeting
-        self.answered = answered
-        self.failed = failed
-        self.served = 0
-        self.last_active = time.monotonic()
-        self.listener: socket.socket | None = None
-        self.bound: tuple[int, int] | None = None  # (device, inode) of the socket file
-        self.thread: threading.Thread | None = None
-        self.connections: set[threading.Thread] = set()
-        self.stopping = threading.Event()
-
-    def start(self) -> None:
-        self.listener = self._listen()
-        self.thread = threading.Thread(target=self._accept, name="mailhelp-ingest",
-                                       daemon=True)
-        self.thread.start()
-        log.info("action=ingest_listen socket=%s mode=%o", self.path, self.mode)
-
-    def _listen(self) -> socket.socket:
-        if len(os.fsencode(self.path)) > 107:
-            raise ConfigError(f"ingest.socket: {self.path} is too long for a Unix socket "
-                              "(107 bytes at most)")
-        self._remove_stale()
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # Made with the right bits from the start, not opened wide and narrowed after.
-        umask = os.umask(0o777 & ~self.mode)
-        try:
-            listener.bind(self.path)
-        except OSError as error:
-            listener.close()
-            raise ConfigError(f"ingest.socket: cannot listen on {self.path}: "
-                              f"{error.strerror}") from None
-        finally:
-            os.umask(umask)
-        os.chmod(self.path, self.mode)
-        bound = os.stat(self.path)
-        self.bound = (bound.st_dev, bound.st_ino)
-        listener.listen(64)
-        listener.settimeout(0.5)  # to see ``stopping`` between connections
-        return listener
-
-    def _remove_stale(self) -> None:
-        """A socket a dead daemon left is removed; a live daemon's is not taken over."""
-        try:
-            mode = os.lstat(self.path).st_mode
-        except FileNotFoundError:
-            return
-        if not stat.S_ISSOCK(mode):
-            raise ConfigError(f"ingest.socket: {self.path} exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(self.path)
-        except ConnectionRefusedError:
-            os.unlink(self.path)
-            return
-        except OSError:
-            return  # bind will say what is wrong
-        finally:
-            probe.close()
-        raise ConfigError(f"ingest.socket: another mailhelp daemon listens on {self.path}")
-
-    def _accept(self) -> None:
-        assert self.listener is not None
-        while not self.stopping.is_set():
-            if not self.slots.acquire(timeout=0.5):
-                continue
-            try:
-                connection, _ = self.listener.accept()
-            except TimeoutError:
-                self.slots.release()
-                continue
-            except OSError as error:
-                self.slots.release()
-                if self.stopping.is_set():
-                    break
-                log.error("action=ingest_accept_error error=%s", error)
-                self.stopping.wait(0.5)
-                continue
-            worker = threading.Thread(target=self._serve, args=(connection,),
-                                      name="mailhelp-ingest-client", daemon=True)
-            self.connections.add(worker)
-            self.last_active = time.monotonic()
-            worker.start()
-
-    def idle_for(self) -> float:
-        """Seconds since the last connection ended (0 while one is served)."""
-        return 0.0 if self.connections else time.monotonic() - self.last_active
-
-    def _serve(self, connection: socket.socket) -> None:
-        from .pipeline import Arrival
-
-        try:
-            with connection:
-                connection.settimeout(READ_TIMEOUT)
-                try:
-                    if self.greeting:
-                        connection.sendall(self.greeting)
-                    messages = _read_messages(connection, self.max_size)
-                except (OSError, ValueError) as error:
-                    log.warning("action=ingest_read_error error=%s", error)
-                    return
-                if not messages:
-                    return
-                try:
-                    results = self.pipeline.accept([Arrival(m, "ingest") for m in messages])
-                except Exception as error:  # the database is away: the MTA tries again
-                    log.error("action=ingest_error messages=%s error=%s", len(messages),
-                              str(error).splitlines()[0] if str(error) else repr(error))
-                    if self.failed is not None:
-                        self.failed()
-                    return
-                self.served += len(messages)
-                if self.answered is not None:
-                    try:
-                        self.answered()
-                    except Exception:  # committed all the same: the answer still goes
-                        log.exception("action=ingest_after_error")
-                answer = b"".join(json.dumps({
-                    "raw_id": r.raw_id, "state": r.state, "error": r.error,
-                    "ticket": r.outcome.ticket_id if r.outcome is not None else None,
-                }).encode() + b"\n" for r in results)
-                try:
-                    connection.sendall(answer)
-                except OSError as error:  # recorded all the same; a retry is a duplicate
-                    log.warning("action=ingest_answer_lost raws=%s error=%s",
-                                ",".join(str(r.raw_id) for r in results), error)
-        finally:
-            self.last_active = time.monotonic()
-            self.connections.discard(threading.current_thread())
-            self.slots.release()
-
-    def close_door(self) -> None:
-        """No new client finds this server (those connected are still served)."""
-        self._unlink_ours()
-
-    def stop(self, timeout: float | None = 30.0) -> None:
-        """Stop taking connections; let those under way finish (up to ``timeout``).
-
-        The socket file goes first, so that an ingest from now on finds nobody (and works
-        alone) rather than a listener about to close under it; only ours is removed, not
-        one a newer server has bound at the same path meanwhile.
-        """
-        self._unlink_ours()
-        self.stopping.set()
-        if self.thread is not None:
-            self.thread.join(timeout)
-        for worker in list(self.connections):
-            worker.join(timeout)
-        if self.listener is not None:
-            self.listener.close()
-
-    def _unlink_ours(self) -> None:
-        with suppress(FileNotFoundError):
-            found = os.stat(self.path)
-            if self.bound == (found.st_dev, found.st_ino):
-                os.unlink(self.path)
-
-
-def _read_messages(connection: socket.socket, max_size: int) -> list[bytes]:
-    """Length-prefixed messages until the client ends its side."""
-    data = bytearray()
-    messages = []
-    while chunk := connection.recv(1 << 16):
-        data += chunk
-        while True:
-            newline = data.find(b"\n", 0, MAX_HEADER)
-            if newline < 0:
-                if len(data) >= MAX_HEADER:
-                    raise ValueError("a length line longer than the protocol allows")
-                break
-            size = int(data[:newline])
-            if not 0 <= size <= max_size:
-                raise ValueError(f"a message of {size} bytes (at most {max_size} are taken)")
-            if len(data) - newline - 1 < size:
-                break
-            messages.append(bytes(data[newline + 1:newline + 1 + size]))
-            del data[:newline + 1 + size]
-    if data:
-        raise ValueError(f"the connection ended inside a message ({len(data)} bytes left)")
-    return messages
+        return getattr(handoff_server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

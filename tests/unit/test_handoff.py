@@ -1,4 +1,5 @@
-"""``mailhelp ingest`` -> the daemon over a Unix socket: the exchange, turns, failures.
+"""``mailhelp ingest`` -> the daemon over a Unix socket: the exchange, turns, failures
+(handoff.py, the client, and handoff_server.py, the daemon's end).
 
 The daemon's end runs in this process with a real pipeline on a real database; the
 daemon itself, with its mail servers, is in tests/integration/test_handoff.py.
@@ -24,7 +25,8 @@ from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import RawMessage, Ticket
 from mailhelp.db.session import Database
 from mailhelp.errors import ConfigError
-from mailhelp.handoff import HandOffFailed, IngestServer, NoDaemon, Turns, hand_off
+from mailhelp.handoff import HandOffFailed, NoDaemon, hand_off
+from mailhelp.handoff_server import IngestServer, Turns
 from mailhelp.linger import GREETING
 from mailhelp.pipeline import Pipeline
 from tests.helpers import desk_config, mailhelp, write_config
@@ -350,3 +352,14 @@ def test_stopping_removes_only_its_own_socket(tmp_path, pipeline):
         assert os.path.exists(server.path)
     finally:
         newer.close()
+
+
+def test_the_client_opens_a_connection_per_what_one_takes(monkeypatch):
+    from mailhelp import handoff
+
+    monkeypatch.setattr(handoff, "MAX_MESSAGES", 2)
+    monkeypatch.setattr(handoff, "MAX_BYTES", 10)
+    messages = [b"a" * 4, b"b" * 4, b"c" * 4, b"d" * 20, b"e"]
+    # Two at most, ten bytes at most, and a bigger message on a connection of its own.
+    assert [list(group) for group in handoff._connections(messages)] == \
+        [[b"a" * 4, b"b" * 4], [b"c" * 4], [b"d" * 20], [b"e"]]
