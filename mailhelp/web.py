@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from .app import App
     from .config import Config
+    from .webguard import Limits
 
 log = logging.getLogger(__name__)
 
@@ -352,15 +353,19 @@ def listen_socket(listen: str) -> socket.socket:
         raise MailhelpError(f"serve: cannot listen on {listen}: {error.strerror}") from error
 
 
-def server(app: App) -> uvicorn.Server:
-    """A uvicorn server for the survey site; ``.run(sockets=[...])`` serves it."""
+def server(app: App, limits: Limits | None = None) -> uvicorn.Server:
+    """A uvicorn server for the survey site; ``.run(sockets=[...])`` serves it.
+    ``limits``: how long a client may take and how many connections it may hold."""
     import uvicorn
 
+    from .webguard import KEEP_ALIVE, Limits, guarded_protocol
+
     config = uvicorn.Config(
-        SurveySite(app), http="h11", ws="none", loop="asyncio", lifespan="on",
+        SurveySite(app), http=guarded_protocol(limits or Limits()), ws="none",
+        loop="asyncio", lifespan="on",
         # mailhelp's own logging; no access log, since every path holds a capability.
         log_config=None, access_log=False, server_header=False, proxy_headers=True,
-        limit_concurrency=200, timeout_graceful_shutdown=5)
+        limit_concurrency=200, timeout_keep_alive=KEEP_ALIVE, timeout_graceful_shutdown=5)
     return uvicorn.Server(config)
 
 
