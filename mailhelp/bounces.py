@@ -1,8 +1,9 @@
 """What a bounce says: which recipients failed, and which of our mails it returns. Pure.
 
-flufl.bounce (GNU Mailman's DSN reader) knows the formats of dozens of MTAs; the
-mail it returns is found by our own Message-IDs, which name their ticket, anywhere
-in the bounce (DSNs quote the original's headers or the whole message).
+flufl.bounce (GNU Mailman's DSN reader) knows the formats of dozens of MTAs. The
+mail it returns is named by the signed return path it came back to, or by our own
+signed Message-IDs anywhere in it (DSNs quote the original's headers or the whole
+message); anything else in a bounce is the sender's word and is not believed.
 """
 
 from __future__ import annotations
@@ -10,35 +11,41 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from . import signing
+
 
 @dataclass(frozen=True)
 class BounceReport:
-    recipients: tuple[str, ...]  # addresses that failed, lower-cased
+    recipients: tuple[str, ...]  # addresses that failed, lower-cased (the bounce's word)
     permanent: bool
-    returned_ids: tuple[str, ...]  # Message-IDs of our mails found in the bounce
-
-    @property
-    def ticket_ids(self) -> tuple[int, ...]:
-        found = (_TICKET_OF_ID.search(i) for i in self.returned_ids)
-        return tuple(dict.fromkeys(int(m.group(1)) for m in found if m))
+    returned_ids: tuple[str, ...]  # Message-IDs of our mails, their signatures checked
 
 
-_TICKET_OF_ID = re.compile(r"\.mailhelp\.t(\d+)@")
 _FAILED_HEADER = re.compile(rb"^x-failed-recipients:[ \t]*(.*)$", re.I | re.M)
+MAX_RETURNED = 20  # Message-IDs of ours taken from one bounce
 
 
-def analyse(raw: bytes, help_domain: str) -> BounceReport:
-    """Read a bounce; anything unreadable simply yields an empty report."""
-    ours = re.compile(rb"<[^<>\s]{1,200}\.mailhelp\.t\d+@" + re.escape(help_domain.encode())
-                      + rb">", re.I)
-    returned = tuple(dict.fromkeys(m.group(0).decode("ascii", "replace")
-                                   for m in ours.finditer(raw)))
+def analyse(raw: bytes, key: bytes, help_address: str,
+            envelope_recipients: tuple[str, ...] = ()) -> BounceReport:
+    """Read a bounce; anything unreadable simply yields an empty report.
+    ``envelope_recipients``: where it was delivered (Delivered-To, To)."""
+    help_domain = help_address.rpartition("@")[2]
+    returned = [found for address in envelope_recipients
+                if (found := signing.returned_message_id(key, address, help_address))]
+    ours = re.compile(rb"<[0-9a-f]{16}\.[0-9a-f]{12}\.mailhelp\.t\d{1,9}@"
+                      + re.escape(help_domain.encode()) + rb">", re.I)
+    for match in ours.finditer(raw):
+        candidate = match.group(0).decode("ascii").lower()
+        if signing.signed_ticket(key, candidate) is not None:
+            returned.append(candidate)
+        if len(returned) >= MAX_RETURNED:
+            break
     temporary, permanent = _failures(raw)
     for match in _FAILED_HEADER.finditer(raw[:65536]):
         permanent |= {a.strip().lower() for a in match.group(1).decode("latin-1").split(",")
                       if "@" in a}
     recipients = tuple(sorted(permanent | temporary))
-    return BounceReport(recipients, bool(permanent), returned)
+    return BounceReport(recipients, bool(permanent), tuple(dict.fromkeys(returned)))
 
 
 def _failures(raw: bytes) -> tuple[set[str], set[str]]:

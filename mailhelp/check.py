@@ -41,11 +41,7 @@ def run_checks(config: Config) -> Iterator[CheckResult]:
         yield CheckResult("smtp", False, "no [smtp] section: no mail can be sent")
     if not config.staff.addresses and not config.staff.domains:
         yield CheckResult("staff", True, "no staff addresses: nobody is notified", True)
-    if not config.authentication.trusted_authserv_ids:
-        policy = config.authentication.unauthenticated_staff
-        yield CheckResult("auth", True, "no [authentication] trusted_authserv_ids: staff mail "
-                          + ("is trusted on its From: line alone" if policy == "trust"
-                             else "is always kept as an unverified note"), True)
+    yield _authentication(config)
     for name, check in checks:
         try:
             yield CheckResult(name, True, check(config))
@@ -53,6 +49,22 @@ def run_checks(config: Config) -> Iterator[CheckResult]:
             yield CheckResult(name, False, str(error))
         except Exception as error:  # report the unexpected as a failed check, not a crash
             yield CheckResult(name, False, f"{type(error).__name__}: {error}")
+
+
+def _authentication(config: Config) -> CheckResult:
+    """Whether staff are proven or merely claimed."""
+    auth = config.authentication
+    if auth.unauthenticated_staff == "trust":
+        return CheckResult("auth", False, 'authentication.unauthenticated_staff = "trust": '
+                           "anyone who writes a staff address into From: acts as staff "
+                           "(runs commands, writes to teachers); name your receiving server "
+                           "in trusted_authserv_ids and use \"note\"")
+    if not auth.trusted_authserv_ids:
+        return CheckResult("auth", True, "no [authentication] trusted_authserv_ids: staff "
+                           "answers cannot be verified and are kept as internal notes, not "
+                           "relayed (name your receiving server, e.g. \"mx.google.com\")", True)
+    return CheckResult("auth", True, "staff mail is verified by the Authentication-Results of "
+                       + ", ".join(auth.trusted_authserv_ids))
 
 
 def _ingest(config: Config) -> CheckResult:
@@ -192,7 +204,7 @@ def _templates(config: Config) -> str:
         "helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
         "tag": config.helpdesk.subject_tag.format(id=42),
         "ticket": {"id": 42, "subject": "Projector in room 12", "status": "new",
-                   "priority": "normal", "linked_ticket": 41},
+                   "priority": "normal", "linked_ticket": 41, "held": "dmarc=fail"},
         "linked_tag": config.helpdesk.subject_tag.format(id=41),
         "event": "new",
         "staff": {"name": "Sam Tech", "address": "tech@example.org"},

@@ -46,6 +46,7 @@ class Effects:
 
     resolved: bool = False
     status_set: bool = False
+    released: bool = False
     changes: list[str] | None = None
 
     def record(self, change: str) -> None:
@@ -165,6 +166,15 @@ def _uncc(argument: str, env: Env, effects: Effects) -> str:
     return ""
 
 
+def _release(_argument: str, env: Env, effects: Effects) -> str:
+    if not env.ticket.held:
+        return "#release: this ticket is not held"
+    env.ticket.held = None
+    effects.released = True
+    effects.record("released")
+    return ""
+
+
 @dataclass(frozen=True)
 class Spec:
     function: Callable[[str, Env, Effects], str]
@@ -182,4 +192,5 @@ COMMANDS: dict[str, Spec] = {
     "note": Spec(_note, "", "keep this whole message internal (staff only)"),
     "cc": Spec(_cc, "ADDRESS", "add a participant who gets every public update"),
     "uncc": Spec(_uncc, "ADDRESS", "remove a participant"),
+    "release": Spec(_release, "", "accept a held (unverified) request: its sender is told"),
 }

@@ -91,6 +91,9 @@ class HelpdeskConfig:
     address: str
     name: str = "Help Desk"
     subject_tag: str = "#{id}"
+    # The district's own mail domains: mail claiming one of them must be vouched for by
+    # the receiving server ([authentication]) or it is held. Empty: anyone may write.
+    requester_domains: tuple[str, ...] = ()
 
     @property
     def domain(self) -> str:
@@ -148,6 +151,11 @@ class SmtpConfig:
     max_attempts: int = 12
     retry_delay: timedelta = timedelta(seconds=30)
     connections: int = 2
+    # Each mail's envelope sender is a signed address of its own (help+bounce-...@), so
+    # that a bounce is believed only when it returns mail we sent. false: the help
+    # address itself (for a server that refuses other senders; bounces are then known
+    # by the signed Message-ID they quote).
+    verp: bool = True
 
 
 @dataclass(frozen=True)
@@ -241,12 +249,14 @@ class SpamConfig:
 class AuthenticationConfig:
     """[authentication]: whether staff mail must prove where it came from."""
 
-    # The authserv-id your own mail server writes into Authentication-Results. With it,
-    # staff mail that fails DMARC/DKIM/SPF alignment is kept as an unverified note.
+    # The authserv-id your receiving server writes into Authentication-Results
+    # ("mx.google.com" for Google Workspace, "microsoft365" for Exchange Online's own
+    # headers). Only its topmost block is read; staff mail failing aligned DMARC/DKIM is
+    # kept as an unverified note, and district mail failing it is held.
     trusted_authserv_ids: tuple[str, ...] = ()
-    # Staff mail without a trusted Authentication-Results header: "trust" it (the
-    # default; `mailhelp check` warns) or keep it as an unverified "note".
-    unauthenticated_staff: str = field(default="trust", metadata=_choice("trust", "note"))
+    # Staff mail the server does not vouch for (no trusted header): kept as an unverified
+    # "note" (the default), or "trust"ed on its From: line alone (`mailhelp check` fails).
+    unauthenticated_staff: str = field(default="note", metadata=_choice("trust", "note"))
 
 
 @dataclass(frozen=True)
@@ -294,6 +304,14 @@ class Config:
     path: str = ""
     # The file's device, inode, size and time as read; empty if it changed while read.
     stamp: str = ""
+
+    def own_domain(self, address: str) -> bool:
+        """Is ``address`` in the district's own domains (staff's, requesters', the help
+        address's)?"""
+        domain = address.rpartition("@")[2].lower()
+        return (domain == self.helpdesk.domain or domain in self.helpdesk.requester_domains
+                or domain in self.staff.domains
+                or any(a.rpartition("@")[2] == domain for a in self.staff.addresses))
 
     def require_imap(self) -> ImapConfig:
         if self.imap is None:

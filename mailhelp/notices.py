@@ -7,6 +7,7 @@ who receives it, which template, how it threads into the reader's conversation.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -28,8 +29,27 @@ PUBLIC_KINDS = ("request", "reply", "ack", "relay", "status", "reminder", "surve
 
 def public_recipients(ticket: Ticket) -> tuple[Address, ...]:
     people = [ticket.requester, *(p.person for p in ticket.participants)]
-    found = (Address(p.name, p.address) for p in people)
+    found = (addressed(p) for p in people)
     return tuple(a for a in found if a.deliverable)
+
+
+_NAME_WORD = re.compile(r"[^\W\d_][^\W\d_'.-]{0,23}")
+
+
+def greeting_name(name: str | None) -> str:
+    """What automatic mail calls a person: the first word of the display name they gave,
+    if it is a plain word of letters and the name looks like a name (a few words).
+    Never the whole name: anyone can put "Your mailbox is full, log in at https://..."
+    there, and the help desk must not say it back from the district's address."""
+    words = str(name or "").split()
+    if not words or len(words) > 4 or not _NAME_WORD.fullmatch(words[0]):
+        return ""
+    return words[0]
+
+
+def addressed(person) -> Address:
+    """A person as the To: line of automatic mail names them."""
+    return Address(greeting_name(person.name), person.address)
 
 
 def conversation(tx: Session, ticket: Ticket, kinds: Sequence[str] = PUBLIC_KINDS
@@ -49,16 +69,19 @@ def conversation(tx: Session, ticket: Ticket, kinds: Sequence[str] = PUBLIC_KIND
     return ids[-1], tuple(references)
 
 
-def variables(config: Config, ticket: Ticket, **extra) -> dict:
+def variables(config: Config, ticket: Ticket, for_staff: bool = False, **extra) -> dict:
+    """What every template gets. Mail to staff names the requester as they wrote their
+    name; mail to anyone else only as ``greeting_name`` allows."""
     base = {
         "helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
         "tag": subject_tag(config, ticket.id),
         "ticket": {"id": ticket.id, "subject": _line(ticket.subject), "status": ticket.status,
                    "priority": ticket.priority,
-                   "linked_ticket": ticket.linked_ticket_id},
+                   "linked_ticket": ticket.linked_ticket_id, "held": ticket.held or ""},
         "linked_tag": subject_tag(config, ticket.linked_ticket_id) if ticket.linked_ticket_id
         else "",
-        "requester": {"name": _line(ticket.requester.name),
+        "requester": {"name": _line(ticket.requester.name) if for_staff
+                      else greeting_name(ticket.requester.name),
                       "address": ticket.requester.address},
         "participants": [p.person.address for p in ticket.participants],
     }
@@ -91,12 +114,22 @@ def ack(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, now: date
         return
     enqueue(tx, config, ticket, Draft(
         kind="ack",
-        to=(Address(ticket.requester.name, ticket.requester.address),),
+        to=(addressed(ticket.requester),),
         variables=variables(config, ticket,
                             message=message_variables(inbound, inbound.text, dropped)),
         in_reply_to=inbound.message_id,
         references=inbound.references,
         auto_submitted=AUTO_REPLIED,
+    ), now)
+
+
+def released_ack(tx: Session, config: Config, ticket: Ticket, now: datetime) -> None:
+    """The acknowledgement a held request did not get, once staff released it."""
+    in_reply_to, references = conversation(tx, ticket)
+    enqueue(tx, config, ticket, Draft(
+        kind="ack", to=(addressed(ticket.requester),),
+        variables=variables(config, ticket, message={"dropped": [], "attachments": []}),
+        in_reply_to=in_reply_to, references=references, auto_submitted=AUTO_REPLIED,
     ), now)
 
 
@@ -112,7 +145,7 @@ def staff_notification(tx: Session, config: Config, ticket: Ticket, inbound: Inb
         enqueue(tx, config, ticket, Draft(
             kind="notification",
             to=(Address("", address),),
-            variables=variables(config, ticket, event=event,
+            variables=variables(config, ticket, for_staff=True, event=event,
                                 message=message_variables(inbound, text, dropped)),
             in_reply_to=inbound.message_id,
             references=(*inbound.references[-10:], inbound.message_id),
@@ -174,7 +207,7 @@ def survey(tx: Session, config: Config, ticket: Ticket, record: Survey, now: dat
                                 now + config.survey.link_lifetime)
     enqueue(tx, config, ticket, Draft(
         kind="survey",
-        to=(Address(ticket.requester.name, ticket.requester.address),),
+        to=(addressed(ticket.requester),),
         variables=variables(config, ticket, token=record.token,
                             ratings=surveys.mailto_links(config.helpdesk.address, tag,
                                                          record.token),
@@ -191,7 +224,7 @@ def survey_thanks(tx: Session, config: Config, ticket: Ticket, inbound: Inbound 
     enqueue(tx, config, ticket, Draft(
         kind="status",
         template="survey_thanks",
-        to=(Address(ticket.requester.name, ticket.requester.address),),
+        to=(addressed(ticket.requester),),
         variables=variables(config, ticket, rating=record.rating, comment=record.comment,
                             label=surveys.RATINGS.get(record.rating or 0, "")),
         in_reply_to=inbound.message_id if inbound else "",
@@ -208,7 +241,7 @@ def staff_alert(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, r
             kind="notification",
             template="unverified",
             to=(Address("", address),),
-            variables=variables(config, ticket, reason=reason,
+            variables=variables(config, ticket, for_staff=True, reason=reason,
                                 message=message_variables(inbound, inbound.text)),
             in_reply_to=inbound.message_id,
             auto_submitted=AUTO_GENERATED,
@@ -222,7 +255,7 @@ def command_error(tx: Session, config: Config, ticket: Ticket, inbound: Inbound,
         kind="notification",
         template="command_error",
         to=(inbound.sender,),
-        variables=variables(config, ticket, error=error, commands=usage,
+        variables=variables(config, ticket, for_staff=True, error=error, commands=usage,
                             message=message_variables(inbound, inbound.text)),
         in_reply_to=inbound.message_id,
         references=(*inbound.references[-10:], inbound.message_id),

@@ -10,12 +10,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 
 from sqlalchemy import bindparam, event, func, insert, select
 from sqlalchemy.orm import Session
 
-from . import composer
+from . import composer, signing
 from .config import Config
 from .db.models import Message, Outbox, Suppression, Ticket, TicketEvent
 from .parse import Address, Attachment
@@ -88,10 +88,11 @@ def subject_tag(config: Config, ticket_id: int) -> str:
 
 
 def header_block(config: Config, ticket: Ticket, draft: Draft, now: datetime,
-                 subject: str) -> tuple[str, bytes]:
-    """A new Message-ID and the header lines of the mail that carries it."""
+                 subject: str, key: bytes) -> tuple[str, bytes]:
+    """A new Message-ID (signed with ``key``) and the header lines of the mail that
+    carries it."""
     helpdesk = config.helpdesk
-    message_id = make_msgid(idstring=f"mailhelp.t{ticket.id}", domain=helpdesk.domain)
+    message_id = signing.message_id(key, ticket.id, helpdesk.domain)
     fields = [("From", Address(draft.from_name or helpdesk.name, helpdesk.address).formatted()),
               ("To", ", ".join(a.formatted() for a in draft.to))]
     if draft.cc:
@@ -130,7 +131,8 @@ def enqueue(
     if not draft.to:
         draft = replace(draft, to=draft.cc[:1], cc=draft.cc[1:])
     rendered = _render(tx, config, draft)
-    message_id, raw = header_block(config, ticket, draft, now, rendered.subject)
+    message_id, raw = header_block(config, ticket, draft, now, rendered.subject,
+                                   signing.desk_key(tx))
     text = html = None
     if draft.attachments:
         raw += _content(tx, rendered, draft.attachments)
@@ -151,7 +153,7 @@ def enqueue(
         "body": rendered.text, "created_at": now,
     }, {
         "ticket_id": ticket.id, "kind": draft.kind,
-        "message_id": message_id, "mail_from": config.helpdesk.address,
+        "message_id": message_id, "mail_from": _return_path(config, message_id),
         "recipients": recipients, "to_address": draft.to[0].address, "raw": raw,
         "body_text": text, "body_html": html,
         "status": "suppressed" if held else "queued", "last_error": held or None,
@@ -165,6 +167,13 @@ def enqueue(
         log.info("ticket=%s message=%s action=enqueue kind=%s to=%s", ticket.id,
                  message_id, draft.kind, ",".join(recipients))
     return message_id
+
+
+def _return_path(config: Config, message_id: str) -> str:
+    """The envelope sender: a signed address of its own where bounces are wanted."""
+    if config.smtp is not None and not config.smtp.verp:
+        return config.helpdesk.address
+    return signing.return_path(config.helpdesk.address, message_id)
 
 
 def write_pending(tx: Session) -> None:

@@ -23,6 +23,8 @@ PLUS_ADDRESS = "plus_address"
 class Match:
     ticket_id: int
     reason: str
+    # By Message-ID: whom the message answered was sent to (they may answer it).
+    recipients: frozenset[str] = frozenset()
 
     @property
     def guessable(self) -> bool:
@@ -46,17 +48,17 @@ def thread_ids(inbound: Inbound) -> list[str]:
 
 def find_ticket(
     inbound: Inbound,
-    ticket_of_message_id: Callable[[Iterable[str]], int | None],
+    ticket_of_message_id: Callable[[Iterable[str]], tuple[int, frozenset[str]] | None],
     subject_tag: str,
     help_address: str,
 ) -> Match | None:
     """The first rule's match; ``ticket_of_message_id`` returns the ticket of the first
-    id it knows, in the order given."""
+    id it knows, in the order given, and the recipients of that message."""
     ids = thread_ids(inbound)
     if ids:
         found = ticket_of_message_id(ids)
         if found is not None:
-            return Match(found, REFERENCES)
+            return Match(found[0], REFERENCES, found[1])
     tag = tag_pattern(subject_tag).search(inbound.subject)
     if tag:
         return Match(int(tag.group(1)), SUBJECT_TAG)

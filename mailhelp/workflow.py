@@ -62,7 +62,8 @@ _NOT_THANKS = re.compile(r"\?|\b(not|still|but|again|no longer|doesn'?t|isn'?t|w
 _messages = Message.__table__
 _RECORDED = select(_messages.c.id).where(
     _messages.c.message_id == bindparam("message_id")).limit(1)
-_THREADED = select(_messages.c.message_id, _messages.c.ticket_id).where(
+_THREADED = select(_messages.c.message_id, _messages.c.ticket_id, _messages.c.to,
+                   _messages.c.cc).where(
     _messages.c.message_id.in_(bindparam("ids", expanding=True)))
 
 
@@ -77,7 +78,8 @@ THREADS = "mailhelp_threads"  # tx.info: what the batch's replies answer (look_a
 @dataclass(frozen=True)
 class _Threads:
     asked: frozenset[str]  # every Message-ID the batch's messages answer
-    found: dict[str, int]  # those recorded before the batch -> their ticket
+    found: dict[str, tuple[int, frozenset[str]]]  # those recorded before the batch ->
+    #                        their ticket and whom that message was sent to
     batch: frozenset[str]  # the batch's own Message-IDs: recorded, if at all, meanwhile
     tickets: list[Ticket]  # the tickets found, loaded as a reply needs them (and held:
     #                        the session keeps only weak references)
@@ -90,10 +92,10 @@ def look_ahead(tx: Session, inbounds: list[Inbound]) -> list[int]:
     own = [inbound.message_id for inbound in inbounds]
     answered = {i for inbound in inbounds for i in thread_ids(inbound)}
     rows = tx.connection().execute(_THREADED, {"ids": sorted({*own, *answered})}).all()
-    recorded = {message_id for message_id, _ in rows}
+    recorded = {row.message_id for row in rows}
     tx.info[RECORDED] = {message_id: message_id in recorded for message_id in own}
-    found = {message_id: ticket_id for message_id, ticket_id in rows if message_id in answered}
-    tickets = list(tx.scalars(select(Ticket).where(Ticket.id.in_(set(found.values())))
+    found = {row.message_id: _threaded(row) for row in rows if row.message_id in answered}
+    tickets = list(tx.scalars(select(Ticket).where(Ticket.id.in_({t for t, _ in found.values()}))
                               .options(*_TICKET_AND_PEOPLE)).unique()) if found else []
     tx.info[THREADS] = _Threads(frozenset(answered), found, frozenset(own), tickets)
     return [ticket.id for ticket in tickets]
@@ -142,14 +144,16 @@ def apply(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: datetim
     match = find_ticket(inbound, lambda ids: _ticket_of_ids(tx, ids),
                         config.helpdesk.subject_tag, config.helpdesk.address)
     ticket = tx.get(Ticket, match.ticket_id, options=_TICKET_AND_PEOPLE) if match else None
-    if ticket is not None and match.guessable and not _may_join(ctx, ticket, inbound.sender):
-        # Someone outside the ticket used its number: they get a ticket of their own
-        # and learn nothing of the one they named.
+    if ticket is not None and not _may_join(ctx, ticket, inbound.sender) and (
+            match.guessable or inbound.sender.address not in match.recipients):
+        # Someone outside the ticket used its number, or answers a message they were not
+        # sent (a Message-ID can be learnt): they get a ticket of their own and learn
+        # nothing of the one they named.
         log.warning("ticket=%s message=%s action=refuse_join sender=%s reason=%s", ticket.id,
                     inbound.message_id, inbound.sender.address, match.reason)
         ticket = None
     if verdict.kind == verdicts.BOUNCE:
-        return _bounce(tx, ctx, ticket, inbound, raw, verdict.reason, now)
+        return _bounce(tx, ctx, inbound, raw, verdict.reason, now)
     if not verdict.automatic:
         token = surveys.token_in(inbound)
         record = tx.scalar(select(Survey).where(Survey.token == token)) if token else None
@@ -167,16 +171,15 @@ def apply(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: datetim
         _record(tx, ctx, ticket, inbound, raw, kind, match.reason, inbound.text, now)
         event(tx, ticket, now, inbound.sender.address, f"received_{verdict.kind}", verdict.reason)
         return Outcome("recorded", ticket.id, verdict.reason)
+    proof = _proof(ctx, inbound, raw)
     if ticket is None:
-        return _new_ticket(tx, ctx, inbound, raw, now)
+        return _new_ticket(tx, ctx, inbound, raw, now,
+                           held=proof.reason if proof and proof.status == "failed" else None)
+    if proof is not None and (proof.status == "failed" or (
+            config.staff.is_staff(inbound.sender.address) and proof.status == "unknown"
+            and config.authentication.unauthenticated_staff == "note")):
+        return _unverified(tx, ctx, ticket, inbound, raw, match.reason, proof, now)
     if config.staff.is_staff(inbound.sender.address):
-        from . import authenticity  # only staff mail needs it (and its parser)
-
-        proof = authenticity.check(inbound, config.authentication.trusted_authserv_ids)
-        if proof.status == authenticity.FAILED or (
-                proof.status == authenticity.UNKNOWN
-                and config.authentication.unauthenticated_staff == "note"):
-            return _unverified_staff(tx, ctx, ticket, inbound, raw, match.reason, proof, now)
         return _staff_reply(tx, ctx, ticket, inbound, raw, match.reason, now)
     if ticket.status == "closed" and ticket.closed_at is not None \
             and now - ticket.closed_at > config.lifecycle.auto_close_after:
@@ -185,8 +188,19 @@ def apply(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: datetim
     return _requester_reply(tx, ctx, ticket, inbound, raw, match.reason, now)
 
 
+def _proof(ctx: Context, inbound: Inbound, raw: Stored) -> authenticity.Verdict | None:
+    """How the receiving server vouches for mail from a staff member or the district's
+    own domains (None for anyone else: their mail is judged by what it says)."""
+    config, sender = ctx.config, inbound.sender.address
+    if not (config.staff.is_staff(sender) or config.own_domain(sender)):
+        return None
+    from . import authenticity  # only the district's own mail needs it (and its parser)
+
+    return authenticity.check(raw.raw, sender, config.authentication.trusted_authserv_ids)
+
+
 def _new_ticket(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: datetime,
-                linked: Ticket | None = None) -> Outcome:
+                linked: Ticket | None = None, held: str | None = None) -> Outcome:
     config = ctx.config
     requester = person(tx, inbound.sender, now, flush=False)
     subject = ticket_subject(inbound.subject, config.helpdesk.subject_tag)
@@ -194,11 +208,12 @@ def _new_ticket(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: d
     # Numbered now, written at the batch's end with the others (or when a query needs it).
     ticket = Ticket(id=ticket_number(tx), subject=subject, status="new", priority="normal",
                     requester=requester, participants=[], created_at=now, updated_at=now,
-                    linked_ticket_id=linked.id if linked else None)
+                    linked_ticket_id=linked.id if linked else None, held=held)
     tx.add(ticket)
     note_new_ticket(tx, ticket)
     schedule.note_new_ticket(tx, ticket)
-    for colleague in inbound.cc:
+    # A held request's CC line is the forger's word too: nobody joins by it.
+    for colleague in inbound.cc if held is None else ():
         if is_help_address(colleague.address, config.helpdesk.address):
             continue
         if config.staff.is_staff(colleague.address):
@@ -211,7 +226,15 @@ def _new_ticket(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: d
     if dropped:
         event(tx, ticket, now, "system", "attachments_dropped",
                ", ".join(f"{a.filename} ({a.size} bytes)" for a in dropped))
-    notices.ack(tx, config, ticket, inbound, now, dropped)
+    if held is None:
+        notices.ack(tx, config, ticket, inbound, now, dropped)
+    else:
+        # Mail in a district address that the receiving server says is not from there:
+        # nothing goes back to that address (the desk is no reflector) until staff
+        # release it (#release).
+        event(tx, ticket, now, "system", "held", held)
+        log.warning("ticket=%s message=%s action=held sender=%s reason=%s", ticket.id,
+                    inbound.message_id, requester.address, held)
     notices.staff_notification(tx, config, ticket, inbound, inbound.text, "new",
                                config.staff.addresses, now, dropped=dropped)
     log.info("ticket=%s message=%s action=new_ticket requester=%s%s", ticket.id,
@@ -279,6 +302,9 @@ def _staff_reply(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound, ra
             event(tx, ticket, now, actor, "assigned", actor)
         if not effects.status_set:
             set_status(tx, ctx.config, ticket, "pending", actor, now)
+    if effects.released:
+        event(tx, ticket, now, actor, "released", "")
+        notices.released_ack(tx, config, ticket, now)
     if effects.resolved:
         notices.status_notice(tx, config, ticket, "resolved", now)
     ticket.updated_at = now
@@ -321,36 +347,45 @@ def _survey_answer(tx: Session, ctx: Context, record: Survey, inbound: Inbound,
     return Outcome("recorded", ticket.id, f"survey answer {record.rating}")
 
 
-def _unverified_staff(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound,
-                      raw: Stored, reason: str, proof: authenticity.Verdict,
-                      now: datetime) -> Outcome:
-    """A staff From: line the receiving server could not vouch for: kept, not acted on."""
+def _unverified(tx: Session, ctx: Context, ticket: Ticket, inbound: Inbound,
+                raw: Stored, reason: str, proof: authenticity.Verdict,
+                now: datetime) -> Outcome:
+    """A staff or district From: line the receiving server did not vouch for: kept as
+    an internal note, not acted on (no relay, no command, no change of state)."""
     _record(tx, ctx, ticket, inbound, raw, "note", reason,
             f"[unverified sender: {proof.reason}]\n\n{new_text_of(inbound)}", now)
-    event(tx, ticket, now, inbound.sender.address, "unverified_staff_mail", proof.reason)
+    who = "staff" if ctx.config.staff.is_staff(inbound.sender.address) else "district"
+    event(tx, ticket, now, inbound.sender.address, f"unverified_{who}_mail", proof.reason)
     notices.staff_alert(tx, ctx.config, ticket, inbound, proof.reason, now)
-    log.warning("ticket=%s message=%s action=unverified_staff sender=%s reason=%s", ticket.id,
-                inbound.message_id, inbound.sender.address, proof.reason)
-    return Outcome("recorded", ticket.id, f"unverified staff mail: {proof.reason}")
+    log.warning("ticket=%s message=%s action=unverified_%s sender=%s reason=%s", ticket.id,
+                inbound.message_id, who, inbound.sender.address, proof.reason)
+    return Outcome("recorded", ticket.id, f"unverified {who} mail: {proof.reason}")
 
 
-def _bounce(tx: Session, ctx: Context, ticket: Ticket | None, inbound: Inbound,
-            raw: Stored, reason: str, now: datetime) -> Outcome:
-    """A bounce of our mail: mark it, note it on its ticket, rest the address a while."""
-    from . import bounces
+def _bounce(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, reason: str,
+            now: datetime) -> Outcome:
+    """A bounce of mail we sent (by its signed return path or Message-ID): mark it, note
+    it on its ticket, rest the failed addresses that mail went to. Anything else is
+    dropped: a bounce's own word about who failed is believed for our mail only."""
+    from . import bounces, signing
 
-    report = bounces.analyse(raw.raw, ctx.config.helpdesk.domain)
-    returned = list(tx.scalars(select(Outbox).where(Outbox.message_id.in_(report.returned_ids))))
-    if returned:
-        ticket = tx.get(Ticket, returned[0].ticket_id) or ticket
-    elif report.ticket_ids:
-        ticket = tx.get(Ticket, report.ticket_ids[0]) or ticket
+    helpdesk = ctx.config.helpdesk
+    delivered = (*inbound.headers.get("delivered-to", ()),
+                 *inbound.headers.get("x-original-to", ()),
+                 *(a.address for a in (*inbound.to, *inbound.cc)))
+    report = bounces.analyse(raw.raw, signing.desk_key(tx), helpdesk.address, delivered)
+    returned = list(tx.scalars(select(Outbox).where(Outbox.message_id.in_(report.returned_ids))
+                               .order_by(Outbox.id))) if report.returned_ids else []
+    ticket = tx.get(Ticket, returned[0].ticket_id) if returned else None
     if ticket is None:
+        log.warning("message=%s action=bounce_dropped reason=not a bounce of our mail "
+                    "(no signed return path or Message-ID)", inbound.message_id)
         return Outcome("ignored", detail=f"{reason}; not a bounce of our mail")
-    failed = list(report.recipients) or [r for row in returned for r in row.recipients]
+    sent_to = {r.lower() for row in returned for r in row.recipients}
+    failed = [r for r in report.recipients if r in sent_to]
     for row in returned:
         row.status, row.last_error = "bounced", f"bounced: {', '.join(failed) or reason}"
-    if report.permanent or not report.recipients:
+    if failed and report.permanent:
         until = now + ctx.config.limits.bounce_suppression
         for address in failed:
             tx.add(Suppression(address=address, until=until, reason=f"bounce on #{ticket.id}",
@@ -358,7 +393,7 @@ def _bounce(tx: Session, ctx: Context, ticket: Ticket | None, inbound: Inbound,
         forget_limits(tx)
     _record(tx, ctx, ticket, inbound, raw, "bounce", "bounce", inbound.text, now)
     event(tx, ticket, now, "system", "bounced",
-           f"{', '.join(failed) or 'unknown recipient'} ({', '.join(r.kind for r in returned)})")
+          f"{', '.join(failed) or 'unknown recipient'} ({', '.join(r.kind for r in returned)})")
     log.warning("ticket=%s message=%s action=bounce recipients=%s returned=%s", ticket.id,
                 inbound.message_id, ",".join(failed) or "-",
                 ",".join(str(r.id) for r in returned) or "-")
@@ -453,7 +488,11 @@ def _may_join(ctx: Context, ticket: Ticket, sender: Address) -> bool:
     return any(p.person.address == sender.address for p in ticket.participants)
 
 
-def _ticket_of_ids(tx: Session, ids: Iterable[str]) -> int | None:
+def _threaded(row) -> tuple[int, frozenset[str]]:
+    return row.ticket_id, frozenset(a.lower() for a in (*(row.to or ()), *(row.cc or ())))
+
+
+def _ticket_of_ids(tx: Session, ids: Iterable[str]) -> tuple[int, frozenset[str]] | None:
     ids = list(ids)
     ahead: _Threads | None = tx.info.get(THREADS)
     if ahead is not None and ahead.asked.issuperset(ids) and ahead.batch.isdisjoint(ids):
@@ -463,7 +502,8 @@ def _ticket_of_ids(tx: Session, ids: Iterable[str]) -> int | None:
         return next((ahead.found[i] for i in ids if i in ahead.found), None)
     if not pending_message_ids(tx).isdisjoint(ids):
         write_all(tx)  # it names a message of this batch, not written yet
-    by_id = dict(tx.connection().execute(_THREADED, {"ids": ids}).all())
+    by_id = {row.message_id: _threaded(row)
+             for row in tx.connection().execute(_THREADED, {"ids": ids})}
     for message_id in ids:
         if message_id in by_id:
             return by_id[message_id]

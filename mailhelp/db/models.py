@@ -82,6 +82,9 @@ class Ticket(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Who or what resolved it last: a staff address, or "auto" for the pending timeout.
     resolved_by: Mapped[str] = mapped_column(String(320), default="")
+    # Why no automatic mail goes out on it until staff release it (#release): the
+    # request claimed a district address that the receiving server did not vouch for.
+    held: Mapped[str | None] = mapped_column(Text)
 
     requester: Mapped[Person] = relationship(foreign_keys=[requester_id])
     assignee: Mapped[Person | None] = relationship(foreign_keys=[assignee_id])
@@ -314,3 +317,13 @@ class Survey(Base):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class Key(Base):
+    """A secret the desk made for itself at ``init`` (the signing key of Message-IDs and
+    return paths)."""
+
+    __tablename__ = "keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))

@@ -132,8 +132,12 @@ class SmtpRelay:
         hostname: str = "localmail.test",
         require_auth: bool = False,
         tls_context: ssl.SSLContext | None = None,
+        bounce_domains: tuple[str, ...] = (),
     ) -> None:
         self.users = {addr.lower(): pw for addr, pw in users.items()}
+        # Mail to these domains is taken, then returned to its envelope sender as a
+        # delivery status notification: what an MTA does when the next hop refuses it.
+        self.bounce_domains = {d.lower() for d in bounce_domains}
         self.domains = {addr.rpartition("@")[2] for addr in self.users}
         self.delivery = delivery
         self.host = host
@@ -272,6 +276,9 @@ class _Handler:
     ) -> str:  # noqa: N802
         addr = address.lower()
         domain = addr.rpartition("@")[2]
+        if domain in self.relay.bounce_domains:
+            envelope.rcpt_tos.append(addr)
+            return "250 2.1.5 OK"
         if domain not in self.relay.domains:
             return f"550 5.7.1 <{address}>: relay access denied (not a local domain)"
         if _mailbox_of(addr) not in self.relay.users:
@@ -290,6 +297,7 @@ class _Handler:
             "ESMTPA" if session.authenticated else ("ESMTP" if session.extended_smtp else "SMTP")
         )
         queue_id = secrets.token_hex(6).upper()
+        data = _authentication_results(data, self.relay.hostname, session)
         received = (
             f"Received: from {session.host_name or 'unknown'} ([{peer}])\r\n"
             f"\tby {self.relay.hostname} (mailhelp localmail) with {proto} id {queue_id};\r\n"
@@ -298,13 +306,22 @@ class _Handler:
         loop = asyncio.get_running_loop()
         failures: list[DeliveryError] = []
         for rcpt in envelope.rcpt_tos:
+            sender = envelope.mail_from
+            if rcpt.rpartition("@")[2] in self.relay.bounce_domains:
+                # Returned to the envelope sender, from the null sender (RFC 3464).
+                failed, rcpt, sender = rcpt, (envelope.mail_from or "").lower(), ""
+                if _mailbox_of(rcpt) not in self.relay.users:
+                    continue  # no one to return it to
+                data_for = _dsn(self.relay.hostname, rcpt, failed, data)
+            else:
+                data_for = received + data
             # Subaddressing as Postfix and Dovecot do it: help+42@ lands in help@'s
             # INBOX, with the address it was sent to in Delivered-To.
             delivered_to = f"Delivered-To: {rcpt}\r\n".encode() if "+" in rcpt else b""
             try:
                 await loop.run_in_executor(
-                    None, self.relay.delivery.deliver, envelope.mail_from, _mailbox_of(rcpt),
-                    delivered_to + received + data,
+                    None, self.relay.delivery.deliver, sender, _mailbox_of(rcpt),
+                    delivered_to + data_for,
                 )
             except DeliveryError as exc:
                 log.warning("delivery to %s failed: %s", rcpt, exc)
@@ -315,6 +332,48 @@ class _Handler:
             return f"451 4.3.0 delivery failed, try again later: {failures[0]}"
         self.relay.delivered += len(envelope.rcpt_tos)
         return f"250 2.0.0 Ok: queued as {queue_id}"
+
+
+def _dsn(hostname: str, to: str, recipient: str, original: bytes) -> bytes:
+    """A delivery status notification (RFC 3464) to ``to``: ``recipient`` failed. It
+    quotes the headers of the mail, as Postfix's does."""
+    from email.utils import formatdate, make_msgid
+
+    head = original.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].replace(b"\r\n", b"\n")
+    boundary = secrets.token_hex(8)
+    text = (f"From: Mail Delivery System <MAILER-DAEMON@{hostname}>\nTo: {to}\n"
+            f"Subject: Undelivered Mail Returned to Sender\nDate: {formatdate(localtime=True)}\n"
+            f"Message-ID: {make_msgid(domain=hostname)}\nAuto-Submitted: auto-replied\n"
+            "MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status;"
+            f' boundary="{boundary}"\n\n--{boundary}\nContent-Type: text/plain\n\n'
+            f"Your message could not be delivered to {recipient}.\n\n"
+            f"--{boundary}\nContent-Type: message/delivery-status\n\n"
+            f"Reporting-MTA: dns; {hostname}\n\nFinal-Recipient: rfc822; {recipient}\n"
+            f"Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 <{recipient}>: "
+            f"Recipient address rejected: User unknown\n\n"
+            f"--{boundary}\nContent-Type: text/rfc822-headers\n\n")
+    tail = f"\n--{boundary}--\n"
+    return (text.encode() + head + tail.encode()).replace(b"\n", b"\r\n")
+
+
+def _authentication_results(data: bytes, hostname: str, session: Any) -> bytes:
+    """What a receiving server does for Authentication-Results (RFC 8601): headers that
+    claim its own authserv-id are removed, and for a client that logged in (SMTP AUTH)
+    it adds its own on top, naming whom it authenticated. mailhelp trusts this server's
+    id in the tests and the demo, as a district trusts its own MX."""
+    import re
+
+    end = data.find(b"\r\n\r\n")
+    end = data.find(b"\n\n") if end < 0 else end
+    end = len(data) if end < 0 else end
+    own = re.compile(rb"^authentication-results:[ \t]*(?:\([^()]*\)[ \t]*)*"
+                     + re.escape(hostname.encode()) + rb"[ \t]*;.*(?:\r?\n[ \t].*)*\r?\n",
+                     re.I | re.M)
+    data = own.sub(b"", data[:end]) + data[end:]
+    if not session.authenticated or not isinstance(session.auth_data, str):
+        return data
+    return (f"Authentication-Results: {hostname}; auth=pass "
+            f"smtp.auth={session.auth_data}\r\n").encode() + data
 
 
 def _mailbox_of(address: str) -> str:

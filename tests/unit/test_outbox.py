@@ -21,7 +21,8 @@ NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 def ticket(subject: str, requester_name: str = "Jane") -> SimpleNamespace:
     person = SimpleNamespace(name=requester_name, address="teacher1@school.test")
     return SimpleNamespace(id=7, subject=subject, status="new", priority="normal",
-                           requester=person, participants=[], linked_ticket_id=None)
+                           requester=person, participants=[], linked_ticket_id=None,
+                           held=None)
 
 
 def render(subject: str, text: str = "hello", name: str = "Jane") -> email.message.EmailMessage:
@@ -33,7 +34,7 @@ def render(subject: str, text: str = "hello", name: str = "Jane") -> email.messa
                   references=("<r@x>",))
     rendered = render_template(draft.kind, draft.variables)
     # What the outbox stores (a header block) and the sender adds (the body).
-    _, head = header_block(CONFIG, t, draft, NOW, rendered.subject)
+    _, head = header_block(CONFIG, t, draft, NOW, rendered.subject, b"k" * 32)
     raw = composer.complete(head, rendered.text, rendered.html)
     return email.message_from_bytes(raw, policy=email.policy.default)
 

@@ -50,7 +50,7 @@ def test_references_come_first_and_are_not_guessable():
 
     def lookup(ids):
         seen["ids"] = list(ids)
-        return 5
+        return 5, frozenset()
 
     match = find_ticket(message, lookup, "#{id}", HELP)
     assert match.ticket_id == 5 and match.reason == REFERENCES and not match.guessable
