@@ -65,8 +65,20 @@ def test_a_claim_right_below_the_servers_header_adds_nothing(make_desk):
 def test_a_trusted_header_that_does_not_parse_is_a_failure(make_desk):
     desk = make_desk(TRUSTED)
     desk.send(mail())
-    unparsable = "Authentication-Results: mx.school.test; dmarc=pass header.from=school.test ((\n"
+    # It says pass, but authres cannot read it: nothing in it counts.
+    unparsable = "Authentication-Results: mx.school.test; dmarc=pass header.from=school.test; x\n"
     desk.send(forged_staff(headers=unparsable))
+    assert_nothing_acted_on(desk)
+
+
+def test_an_attacker_chosen_helo_does_not_hide_the_servers_verdict(make_desk):
+    # authres refuses an address literal and a trailing ';': before, the whole header
+    # was dropped and the mail was then taken on trust.
+    desk = make_desk(TRUSTED)
+    desk.send(mail())
+    server = ("Authentication-Results: mx.school.test;\n\tspf=fail smtp.helo=[203.0.113.9];"
+              "\n\tdmarc=fail header.from=school.test;\n")
+    desk.send(forged_staff(headers=server))
     assert_nothing_acted_on(desk)
 
 
