@@ -211,6 +211,8 @@ def _templates(config: Config) -> str:
         "error": "#asign tech@example.org: unknown command",
         "commands": ["#resolve  resolve; the requester is told"],
         "reason": "dmarc=fail",
+        "problem": "the template ack in /etc/mailhelp/templates fails",
+        "detail": "template ack.txt.j2 line 2: 'ticket' is undefined", "key": "template:ack",
         "automatic": False,
         "pending_resolve_after": "4d",
         "token": "abcdefghijklmnopqrstuvwxyz",
@@ -225,7 +227,13 @@ def _templates(config: Config) -> str:
                     "attachments": [{"filename": "photo.jpg", "content_type": "image/jpeg",
                                      "size": 1234}]},
     }
+    from . import branding
+
+    brand = branding.brand(config)
     for kind in KINDS:
-        render(kind, sample, config.templates.dir)
+        render(kind, sample, config.templates.dir, brand)
     where = config.templates.dir or "bundled"
-    return f"{len(KINDS)} mail templates render ({where})"
+    logo = branding.logo(config)
+    shown = f"; logo {config.helpdesk.logo} ({logo.subtype}, {len(logo.data) // 1024} KB, " \
+        "inline)" if logo else ""
+    return f"{len(KINDS)} mail templates render ({where}){shown}"

@@ -209,7 +209,9 @@ def cmd_run(config, args) -> int:
           f"ran {summary.jobs} timed job(s); "
           f"sent {summary.sent} mail(s), {summary.deferred} waiting to be retried, "
           f"{summary.send_failed} failed")
-    return 0
+    # A message that failed is in the failed folder, waiting for a person: a cron job or
+    # a script should notice.
+    return 1 if summary.failed else 0
 
 
 def cmd_ingest(config, args) -> int:

@@ -74,8 +74,11 @@ BOUNDARY = "=_mailhelp_b1e7d4c0a9f2"
 _encode_text = getattr(contentmanager, "_encode_text", None)
 
 
-def body(rendered: Rendered, attachments: Sequence[Attachment] = ()) -> bytes:
-    """The MIME entity of a mail (MIME-Version, Content-Type, the parts), serialised."""
+def body(rendered: Rendered, attachments: Sequence[Attachment] = (), logo=None) -> bytes:
+    """The MIME entity of a mail (MIME-Version, Content-Type, the parts), serialised.
+    ``logo`` (data, subtype, cid) goes with the HTML part as an inline image."""
+    if logo is not None:
+        return _by_package(rendered, attachments, logo)
     if not attachments and _encode_text is not None \
             and BOUNDARY not in rendered.text and BOUNDARY not in rendered.html:
         return _alternative(rendered.text, rendered.html)
@@ -99,16 +102,22 @@ def _alternative(text: str, html: str) -> bytes:
     return b"".join(out)
 
 
-def _by_package(rendered: Rendered, attachments: Sequence[Attachment] = ()) -> bytes:
+def _by_package(rendered: Rendered, attachments: Sequence[Attachment] = (), logo=None) -> bytes:
     mail = EmailMessage(policy=BODY_POLICY)
     mail.set_content(rendered.text)
     mail.add_alternative(rendered.html, subtype="html")
+    if logo is not None:
+        # multipart/alternative [text/plain, multipart/related [text/html, image]]
+        mail.get_payload()[1].add_related(logo.data, maintype="image", subtype=logo.subtype,
+                                          cid=f"<{logo.cid}>", disposition="inline",
+                                          filename=f"logo.{logo.subtype}")
     for attachment in attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
         mail.add_attachment(attachment.payload, maintype=maintype or "application",
                             subtype=subtype or "octet-stream",
                             filename=safe_filename(attachment.filename))
-    if not attachments and BOUNDARY not in rendered.text and BOUNDARY not in rendered.html:
+    if not attachments and logo is None and BOUNDARY not in rendered.text \
+            and BOUNDARY not in rendered.html:
         mail.set_boundary(BOUNDARY)
     return mail.as_bytes()
 

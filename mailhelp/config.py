@@ -98,6 +98,15 @@ class HelpdeskConfig:
     @property
     def domain(self) -> str:
         return self.address.rpartition("@")[2].lower()
+    # Who hears of what needs a person: a template that fails, a sign-in that no longer
+    # works. At most one mail a day for each problem; empty: the log only.
+    admin: str = ""
+    # Every mail's layout (templates/base.*.j2): the accent colour, a line under the
+    # signature, and a logo: a local PNG or JPEG sent with each mail as an inline part
+    # (cid:), never a remote image, which mail clients block.
+    color: str = "#1a5fb4"
+    footer: str = ""
+    logo: str = ""
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ from email.utils import format_datetime
 from sqlalchemy import bindparam, event, func, insert, select
 from sqlalchemy.orm import Session
 
-from . import composer, signing
+from . import branding, composer, signing
 from .config import Config
 from .db.models import Message, Outbox, Suppression, Ticket, TicketEvent
+from .errors import TemplateError
 from .parse import Address, Attachment
 from .templating import Rendered, render
 
@@ -130,12 +131,13 @@ def enqueue(
         return None
     if not draft.to:
         draft = replace(draft, to=draft.cc[:1], cc=draft.cc[1:])
-    rendered = _render(tx, config, draft)
+    rendered = _render(tx, config, draft, now)
     message_id, raw = header_block(config, ticket, draft, now, rendered.subject,
                                    signing.desk_key(tx))
     text = html = None
-    if draft.attachments:
-        raw += _content(tx, rendered, draft.attachments)
+    logo = branding.logo(config)
+    if draft.attachments or logo is not None:
+        raw += _content(tx, rendered, draft.attachments, logo)
     else:
         # Building the MIME body costs more than the rest of a mail together: the sender
         # builds it, in its own process, from the words stored with the header block.
@@ -292,12 +294,30 @@ def _hold_reason(tx: Session, config: Config, ticket: Ticket, draft: Draft,
     return ""
 
 
-def _render(tx: Session, config: Config, draft: Draft) -> Rendered:
+def _render(tx: Session, config: Config, draft: Draft, now: datetime) -> Rendered:
     """The draft's words; mails of one change that say the same (a notification to each
-    staff member) are rendered once."""
+    staff member) are rendered once. An override that fails to render gives way to the
+    bundled template, so that the mail still goes out, and the admin hears of it."""
     name = draft.template or draft.kind
     return _latest(tx, RENDERED_MEMO, (name, draft.variables),
-                   lambda: render(name, draft.variables, config.templates.dir))
+                   lambda: _render_or_bundled(tx, config, name, draft.variables, now))
+
+
+def _render_or_bundled(tx: Session, config: Config, name: str, variables: dict,
+                       now: datetime) -> Rendered:
+    brand = branding.brand(config)
+    try:
+        return render(name, variables, config.templates.dir, brand)
+    except TemplateError as error:
+        if not config.templates.dir:
+            raise
+        from .alerts import admin_alert
+
+        admin_alert(tx, config, f"template:{name}",
+                    f"the template {name} in {config.templates.dir} fails",
+                    f"{error}\n\nThe built-in template was used instead until it is fixed; "
+                    "`mailhelp check` names the line.", now)
+        return render(name, variables, "", brand)
 
 
 def look_ahead(tx: Session, addresses: Sequence[str], now: datetime,
@@ -331,11 +351,12 @@ def _look_up_bounced(tx: Session, addresses: Sequence[str], now: datetime) -> No
         memo.update({a: a in found for a in unknown})
 
 
-def _content(tx: Session, rendered: Rendered, attachments: Sequence[Attachment]) -> bytes:
+def _content(tx: Session, rendered: Rendered, attachments: Sequence[Attachment],
+             logo: branding.Logo | None = None) -> bytes:
     """The MIME body for these words, built once for all the mails of ``tx`` that share
     them (a notification to each staff member, say); only the latest is kept."""
     return _latest(tx, CONTENT_MEMO, (rendered, tuple(attachments)),
-                   lambda: composer.body(rendered, attachments))
+                   lambda: composer.body(rendered, attachments, logo))
 
 
 def _latest(tx: Session, name: str, key, make):

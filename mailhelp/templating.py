@@ -18,7 +18,10 @@ BUNDLED = Path(__file__).with_name("templates")
 
 # Every template pair and what it is for (the variables are documented in README.md).
 KINDS = ("ack", "notification", "relay", "resolved", "reminder", "survey", "survey_thanks",
-         "command_error", "unverified")
+         "command_error", "unverified", "alert")
+# What every mail's layout (base.txt.j2, base.html.j2) gets as ``brand``, where the
+# config sets nothing ([helpdesk] color, footer, logo).
+DEFAULT_BRAND = {"color": "#1a5fb4", "footer": "", "logo": ""}
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,15 @@ def environment(override_dir: str = ""):
         auto_reload=False,
         bytecode_cache=_bytecode_cache(jinja2),
     )
+
+
+def reset() -> None:
+    """Forget every template read so far: the next mail reads its files afresh.
+
+    An environment keeps what it loaded (auto_reload is off: a daemon would otherwise
+    look at each file's time before every mail); the daemon calls this on SIGHUP.
+    """
+    environment.cache_clear()
 
 
 def _bytecode_cache(jinja2):
@@ -75,11 +87,13 @@ def _bytecode_cache(jinja2):
         return None
 
 
-def render(kind: str, variables: dict, override_dir: str = "") -> Rendered:
+def render(kind: str, variables: dict, override_dir: str = "",
+           brand: dict | None = None) -> Rendered:
     """Render ``kind.txt.j2`` and ``kind.html.j2``; raise TemplateError naming the file."""
     import jinja2
 
     env = environment(override_dir)
+    variables = {**variables, "brand": brand or DEFAULT_BRAND}
     parts = []
     for name in (f"{kind}.txt.j2", f"{kind}.html.j2"):
         try:
