@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from email.utils import format_datetime
 
 from sqlalchemy.orm import Session
 
-from . import composer, signing
+from . import unticketed
 from .config import Config
-from .db.models import Alert, Outbox
-from .outbox import AUTO_GENERATED, LOOP_HEADER
+from .db.models import Alert
 from .parse import Address
 from .templating import render
 
@@ -44,16 +42,5 @@ def admin_alert(tx: Session, config: Config, key: str, problem: str, detail: str
     rendered = render("alert", {"helpdesk": {"name": config.helpdesk.name,
                                              "address": config.helpdesk.address},
                                 "problem": problem, "detail": detail, "key": key})
-    helpdesk = config.helpdesk
-    message_id = signing.message_id(signing.desk_key(tx), 0, helpdesk.domain)
-    head = composer.headers([
-        ("From", Address(helpdesk.name, helpdesk.address).formatted()), ("To", admin),
-        ("Subject", rendered.subject), ("Date", format_datetime(now)),
-        ("Message-ID", message_id), ("Auto-Submitted", AUTO_GENERATED),
-        ("X-Auto-Response-Suppress", "All"), (LOOP_HEADER, helpdesk.address)])
-    tx.add(Outbox(ticket_id=None, kind="alert", message_id=message_id,
-                  mail_from=helpdesk.address, recipients=[admin], to_address=admin, raw=head,
-                  body_text=rendered.text, body_html=rendered.html, status="queued",
-                  attempts=0, next_attempt_at=now, created_at=now))
-    log.warning("message=%s action=enqueue kind=alert to=%s key=%s", message_id, admin, key)
+    unticketed.enqueue(tx, config, "alert", Address("", admin), rendered, now)
     return True

@@ -95,9 +95,10 @@ class HelpdeskConfig:
     # the receiving server ([authentication]) or it is held. Empty: anyone may write.
     requester_domains: tuple[str, ...] = ()
 
-    @property
-    def domain(self) -> str:
-        return self.address.rpartition("@")[2].lower()
+    # With requester_domains set, mail from anyone else (not staff): "reply" (one polite
+    # answer a day, no ticket, the message to [imap] outsiders_folder), "ignore" (the
+    # same without the answer) or "accept" (a ticket as from anyone).
+    outsiders: str = field(default="reply", metadata=_choice("reply", "ignore", "accept"))
     # Who hears of what needs a person: a template that fails, a sign-in that no longer
     # works. At most one mail a day for each problem; empty: the log only.
     admin: str = ""
@@ -107,6 +108,10 @@ class HelpdeskConfig:
     color: str = "#1a5fb4"
     footer: str = ""
     logo: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2].lower()
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,7 @@ class ImapConfig:
     processed_folder: str = "mailhelp/processed"
     failed_folder: str = "mailhelp/failed"
     spam_folder: str = "mailhelp/spam"
+    outsiders_folder: str = "mailhelp/outsiders"
     ca_file: str = ""
     tls_verify: bool = True
     timeout: timedelta = timedelta(seconds=30)
@@ -141,7 +147,8 @@ class ImapConfig:
     @property
     def folders(self) -> tuple[str, ...]:
         """The folders mailhelp files mail into (created by ``mailhelp init``)."""
-        return (self.processed_folder, self.failed_folder, self.spam_folder)
+        return (self.processed_folder, self.failed_folder, self.spam_folder,
+                self.outsiders_folder)
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ def enqueue(
         "body": rendered.text, "created_at": now,
     }, {
         "ticket_id": ticket.id, "kind": draft.kind,
-        "message_id": message_id, "mail_from": _return_path(config, message_id),
+        "message_id": message_id, "mail_from": envelope_sender(config, message_id),
         "recipients": recipients, "to_address": draft.to[0].address, "raw": raw,
         "body_text": text, "body_html": html,
         "status": "suppressed" if held else "queued", "last_error": held or None,
@@ -171,7 +171,7 @@ def enqueue(
     return message_id
 
 
-def _return_path(config: Config, message_id: str) -> str:
+def envelope_sender(config: Config, message_id: str) -> str:
     """The envelope sender: a signed address of its own where bounces are wanted."""
     if config.smtp is not None and not config.smtp.verp:
         return config.helpdesk.address

@@ -39,9 +39,9 @@ ALONE_ABOVE = 1 << 20  # bytes: a bigger message has a transaction (and memory) 
 
 # raw_messages.state after processing, by workflow action.
 STATE_OF = {"new_ticket": "processed", "reply": "processed", "recorded": "processed",
-            "staff_reply": "processed", "spam": "spam",
+            "staff_reply": "processed", "spam": "spam", "outsider": "outsider",
             "duplicate": "duplicate", "ignored": "ignored"}
-DONE_STATES = ("processed", "duplicate", "ignored", "spam")
+DONE_STATES = ("processed", "duplicate", "ignored", "spam", "outsider")
 
 
 _raw_messages = RawMessage.__table__

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from . import classify as verdicts
-from . import notices, schedule, surveys
+from . import notices, outsiders, schedule, surveys
 from .config import Config
 from .db.models import (
     Attachment,
@@ -105,7 +105,7 @@ def look_ahead(tx: Session, inbounds: list[Inbound]) -> list[int]:
 class Outcome:
     """What happened to one message: for the log, the raw row and the source."""
 
-    action: str  # new_ticket | reply | staff_reply | recorded | duplicate | ignored
+    action: str  # new_ticket | reply | staff_reply | recorded | duplicate | ignored | outsider
     ticket_id: int | None = None
     detail: str = ""
 
@@ -172,6 +172,8 @@ def apply(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, now: datetim
         event(tx, ticket, now, inbound.sender.address, f"received_{verdict.kind}", verdict.reason)
         return Outcome("recorded", ticket.id, verdict.reason)
     proof = _proof(ctx, inbound, raw)
+    if ticket is None and outsiders.is_outsider(config, inbound.sender.address):
+        return Outcome("outsider", detail=outsiders.turn_away(tx, config, inbound, now))
     if ticket is None:
         return _new_ticket(tx, ctx, inbound, raw, now,
                            held=proof.reason if proof and proof.status == "failed" else None)

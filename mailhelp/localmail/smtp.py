@@ -133,11 +133,15 @@ class SmtpRelay:
         require_auth: bool = False,
         tls_context: ssl.SSLContext | None = None,
         bounce_domains: tuple[str, ...] = (),
+        outside_mailbox: str = "",
     ) -> None:
         self.users = {addr.lower(): pw for addr, pw in users.items()}
         # Mail to these domains is taken, then returned to its envelope sender as a
         # delivery status notification: what an MTA does when the next hop refuses it.
         self.bounce_domains = {d.lower() for d in bounce_domains}
+        # Mail to any other domain lands in this local mailbox: the rest of the internet,
+        # for a test that wants to read what mailhelp sent to a stranger.
+        self.outside_mailbox = outside_mailbox.lower()
         self.domains = {addr.rpartition("@")[2] for addr in self.users}
         self.delivery = delivery
         self.host = host
@@ -279,6 +283,9 @@ class _Handler:
         if domain in self.relay.bounce_domains:
             envelope.rcpt_tos.append(addr)
             return "250 2.1.5 OK"
+        if domain not in self.relay.domains and self.relay.outside_mailbox:
+            envelope.rcpt_tos.append(addr)
+            return "250 2.1.5 OK"
         if domain not in self.relay.domains:
             return f"550 5.7.1 <{address}>: relay access denied (not a local domain)"
         if _mailbox_of(addr) not in self.relay.users:
@@ -315,6 +322,8 @@ class _Handler:
                 data_for = _dsn(self.relay.hostname, rcpt, failed, data)
             else:
                 data_for = received + data
+                if rcpt.rpartition("@")[2] not in self.relay.domains:
+                    rcpt = self.relay.outside_mailbox
             # Subaddressing as Postfix and Dovecot do it: help+42@ lands in help@'s
             # INBOX, with the address it was sent to in Delivered-To.
             delivered_to = f"Delivered-To: {rcpt}\r\n".encode() if "+" in rcpt else b""

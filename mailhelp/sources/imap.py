@@ -250,7 +250,8 @@ class MailboxSync:
 
     def _move_by_state(self, states: dict[int, str]) -> None:
         config = self.mailbox.config
-        folder_of = {"failed": config.failed_folder, "spam": config.spam_folder}
+        folder_of = {"failed": config.failed_folder, "spam": config.spam_folder,
+                     "outsider": config.outsiders_folder}
         by_folder: dict[str, list[int]] = {}
         for uid, state in sorted(states.items()):
             by_folder.setdefault(folder_of.get(state, config.processed_folder), []).append(uid)
