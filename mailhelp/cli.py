@@ -150,14 +150,12 @@ def _setup_logging(config, args) -> None:
 
 
 def cmd_init(config, args) -> int:
-    from .db.migrate import upgrade
+    from .db.migrate import init_schema
     from .db.session import Database
 
     db = Database(config.database.url)
     db.schema_ready()  # a clear one-line error when the database cannot be reached
-    before, after = upgrade(db)
-    print(f"database: schema {after}" + (f" (upgraded from {before})" if before != after
-                                          else " (already current)"))
+    init_schema(db, say=print)
     if config.imap is not None:
         from .sources.imap import ImapMailbox, connection_errors
 

@@ -1,5 +1,9 @@
 """raw_message_bodies: a message's bytes apart from its row, which is updated
 
+On SQLite, dropping raw_messages.raw rebuilds the table (batch mode: copy, drop,
+rename), which messages and raw_message_bodies refer to: env.py turns foreign keys
+off around the upgrade for it and checks them after each migration.
+
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-28
