@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.security.desk import make_desk  # noqa: F401 (a desk on the test database)
 from tests.servers import mail, mail_servers_session, server_skip_report  # noqa: F401
 
 PG_URL = os.environ.get("MAILHELP_TEST_DATABASE", "")

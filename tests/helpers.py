@@ -20,7 +20,7 @@ def desk_config(tmp_path: Path, database_url: str, extra: str = "",
     from mailhelp import config as config_module
 
     addresses = ", ".join(f'"{a}"' for a in staff)
-    return config_module.loads(textwrap.dedent(f"""
+    return config_module.loads(_merge(textwrap.dedent(f"""
         [helpdesk]
         name = "Springfield SD Help Desk"
         address = "help@school.test"
@@ -30,7 +30,7 @@ def desk_config(tmp_path: Path, database_url: str, extra: str = "",
         addresses = [{addresses}]
         [storage]
         attachments_dir = "{tmp_path / 'att'}"
-        """) + _staff_trusted(extra) + textwrap.dedent(extra))
+        """) + _staff_trusted(extra), textwrap.dedent(extra)))
 
 
 # Staff mail in these tests comes straight into the mailbox, with no receiving server to
