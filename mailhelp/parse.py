@@ -13,7 +13,6 @@ import binascii
 import contextlib
 import hashlib
 import re
-import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from functools import lru_cache, partial
 from . import largeparts
 from .charsets import decode, decode_reporting, eight_bit_charset, header_text, meta_charset
 from .errors import ParseError
+from .htmltext import html_to_text
 
 # Headers the later stages (classify, thread) read; kept lower-cased, all values.
 KEPT_HEADERS = (
@@ -140,6 +140,10 @@ class Inbound:
     sha256: str = ""
     html_only: bool = False  # text was made from the HTML part
     defects: tuple[str, ...] = ()
+    # What later pure stages work out from the message (quoting.new_text_of), kept with
+    # it so that it is worked out once, before the write transaction begins.
+    derived: dict[str, object] = field(default_factory=dict, init=False, repr=False,
+                                       compare=False)
 
     def header(self, name: str) -> str:
         """The first value of a kept header, or ''."""
@@ -565,16 +569,6 @@ def _unnamed(part: Message, ctype: str, text_of: Callable[[str], str],
 def _inner_subject(inner: Message, hints: tuple[str, ...]) -> str:
     value = _part_header(inner, "subject")
     return _one_line(header_text(value, eight_bit_charset([value], hints), hints))
-
-
-def html_to_text(html: str) -> str:
-    from inscriptis import get_text  # deferred: lxml is slow to import
-
-    try:
-        text = get_text(html)
-        return textwrap.dedent("\n".join(line.rstrip() for line in text.split("\n"))).strip("\n")
-    except Exception:  # inscriptis/lxml reject some broken documents
-        return _WS.sub(" ", re.sub(r"<[^>]*>", " ", html)).strip()
 
 
 def _one_line(text: str) -> str:

@@ -20,13 +20,15 @@ from sqlalchemy import Integer, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from . import outbox, schedule, tickets, workflow
+from . import outbox, schedule, surveys, tickets, workflow
 from .config import Config
 from .db.models import RawMessage, RawMessageBody
 from .db.session import Database, transaction
 from .errors import MailhelpError
-from .parse import message_id_of, parse
+from .parse import Inbound, message_id_of, parse
+from .quoting import new_text_of
 from .storage import AttachmentStore
+from .threading import plus_ticket, tag_pattern, thread_ids
 from .workflow import Context, Outcome, Stored
 
 log = logging.getLogger(__name__)
@@ -119,7 +121,7 @@ class Pipeline:
         parsed, alone = [], []
         for waiting in group:
             try:
-                parsed.append((waiting, parse(waiting.raw)))
+                parsed.append((waiting, self._read(waiting.raw)))
             except Exception:  # processed alone, it fails with its reason
                 alone.append(waiting)
         results = []
@@ -230,7 +232,7 @@ class Pipeline:
         # Parsing happens outside the transaction: it is the slow part, and SQLite
         # holds its write lock for the whole of a transaction.
         try:
-            inbound = parse(raw_bytes)
+            inbound = self._read(raw_bytes)
             outcome = self._apply(raw_id, raw_bytes, inbound)
         except OperationalError:
             # The database is away or locked: not this message's fault. It stays where
@@ -246,6 +248,18 @@ class Pipeline:
             return Result(raw_id, uid, "failed", None, reason)
         self._log_outcome(raw_id, uid, inbound, outcome)
         return Result(raw_id, uid, STATE_OF[outcome.action], outcome)
+
+    def _read(self, raw: bytes) -> Inbound:
+        """Parse a message, and work out here what else of it the workflow may read
+        that takes time (a reply's new text): not in the write transaction, which no
+        message may hold for long. A new request never needs its new text."""
+        inbound = parse(raw)
+        helpdesk = self.config.helpdesk
+        if (thread_ids(inbound) or tag_pattern(helpdesk.subject_tag).search(inbound.subject)
+                or plus_ticket(inbound, helpdesk.address) is not None
+                or surveys.token_in(inbound)):
+            new_text_of(inbound)
+        return inbound
 
     @staticmethod
     def _log_outcome(raw_id: int, uid: int | None, inbound, outcome: Outcome) -> None:

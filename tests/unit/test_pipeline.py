@@ -341,3 +341,42 @@ def test_a_big_message_is_applied_alone_and_in_its_place(pipeline, monkeypatch):
                                Arrival(follow_up, "test")])
     assert [r.outcome.action for r in results] == ["new_ticket", "new_ticket", "reply"]
     assert results[2].outcome.ticket_id == results[1].outcome.ticket_id
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["alone", "in a batch"])
+def test_a_replys_new_text_is_worked_out_before_the_transaction(pipeline, monkeypatch,
+                                                                 together):
+    # SQLite holds its write lock for the whole of a transaction: quote cutting, the
+    # slowest pure stage after parsing, must not run in there.
+    from contextlib import contextmanager
+
+    from mailhelp import pipeline as module
+    from mailhelp import quoting
+
+    pipeline.accept([Arrival(mail(), "test")])
+    inside, cuts = [False], []
+    real_transaction, real_cut = module.transaction, quoting.cut
+
+    @contextmanager
+    def watched(db):
+        inside[0] = True
+        try:
+            with real_transaction(db) as tx:
+                yield tx
+        finally:
+            inside[0] = False
+
+    def cut(text):
+        cuts.append(inside[0])
+        return real_cut(text)
+
+    monkeypatch.setattr(module, "transaction", watched)
+    monkeypatch.setattr(quoting, "cut", cut)
+    reply = mail(subject="Re: [#1] Printer jam", message_id="<m2@school.test>",
+                 extra="In-Reply-To: <m1@school.test>\n")
+    request = mail(sender="teacher2@school.test", message_id="<m3@school.test>")
+    arrivals = [Arrival(reply, "test")] + ([Arrival(request, "test")] if together else [])
+    results = pipeline.accept(arrivals)
+    assert results[0].outcome.action == "reply"
+    # Read once, before: a new request (nothing it could answer) needs no new text.
+    assert cuts == [False]

@@ -53,3 +53,64 @@ def test_outlook_html_reply_drops_everything_after_the_reply_marker():
     inbound = parse(raw)
     assert "we have received" in inbound.text  # the full text is kept as received
     assert new_text_of(inbound) == "Sure, Tuesday works."
+
+
+# --- Bounded work (issue 15): what the library is shown, and what comes back --------
+
+def test_runs_of_blank_lines_come_back_as_two():
+    text = "Still broken." + "\n" * 30_000 + "Jane\n\nOn Mon, X <help@school.test> wrote:\n> hi"
+    assert new_text(text) == "Still broken.\n\n\nJane"
+
+
+def test_a_long_line_is_kept_whole_and_indented():
+    line = "    " + "error " * 10_000
+    text = f"Log:\n{line}\n\nOn Mon, Nov 23, 2026 at 8:12 AM Help Desk <help@school.test> " \
+           "wrote:\n> New ticket"
+    assert new_text(text) == f"Log:\n{line.rstrip()}"
+
+
+def test_two_spaces_after_a_dash_are_no_signature():
+    # Runs of spaces are cut short for the library only from nine on: "-  x" stays
+    # as written, and is no "- x" signature line to it.
+    text = "Thanks\n\n   -  European Foundation for Quality Management\n"
+    assert "European" in new_text(text, signature=False)
+
+
+def test_a_reply_longer_than_the_library_reads_is_cut_where_it_finds_quotes():
+    from mailhelp.quoting import LIBRARY_TEXT
+
+    quote = "\n\nOn Mon, Nov 23, 2026 at 8:12 AM Help Desk <help@school.test> wrote:\n"
+    text = "Fixed, thanks." + quote + "> old line\n" * LIBRARY_TEXT
+    assert new_text(text) == "Fixed, thanks."
+
+
+def test_a_long_reply_without_quotes_in_what_is_read_is_kept_whole():
+    from mailhelp.quoting import SOURCE_TEXT
+
+    text = "A pasted log:\n" + "line of output\n" * (SOURCE_TEXT // 10)
+    assert new_text(text) == text.strip("\n")
+    # Without the signature (to judge the reply) it is what was read of it.
+    assert len(new_text(text, signature=False)) < len(text) // 2
+
+
+def test_the_new_text_of_a_message_is_worked_out_once(monkeypatch):
+    from mailhelp import quoting
+
+    inbound = parse(b"From: a@x.test\nSubject: Re: x\n\nFixed.\n\nOn Mon, X <h@x.test> "
+                    b"wrote:\n> old\n")
+    calls = []
+    real = quoting.cut
+    monkeypatch.setattr(quoting, "cut", lambda text: calls.append(text) or real(text))
+    assert new_text_of(inbound) == "Fixed."
+    assert new_text_of(inbound, signature=False) == "Fixed."
+    assert new_text_of(inbound) == "Fixed."
+    assert len(calls) == 1
+
+
+def test_outlook_html_with_two_reply_markers():
+    # The second marker is gone with the first one's following siblings (lxml's
+    # drop_tree then failed with an AssertionError, and the message with it).
+    raw = (b"From: a@x.test\r\nSubject: RE: [#1] x\r\nContent-Type: text/html\r\n\r\n"
+           b"<html><body><div>Done.</div><div id=\"appendonsend\"></div><div>old</div>"
+           b"<div id=\"appendonsend\"></div><div>older</div></body></html>")
+    assert new_text_of(parse(raw)) == "Done."
