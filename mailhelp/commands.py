@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from .db.models import Ticket
 
 PRIORITIES = ("low", "normal", "high", "urgent")
+# Bounds on what a reply can make the parser do (its address pattern backtracks:
+# an argument of 20,000 dots took 2.8 s).
+MAX_COMMANDS = 50  # command lines in one reply
+MAX_ARGUMENT = 330  # characters: an address has at most 320, and brackets
+LOOKED_AT = 1000  # lines from the top where commands may stand
+_SHOWN = 200  # characters of a bad line quoted back in an error
 _LINE = re.compile(r"^#([a-z]+)\b\s*(.*)$", re.I)
 _ADDRESS = re.compile(r"^<?([^<>\s@]+@[^<>\s@]+\.[^<>\s@]+)>?$")
 
@@ -73,7 +79,7 @@ def parse(text: str) -> Parsed:
     lines = text.replace("\r\n", "\n").split("\n")
     commands = []
     index = 0
-    while index < len(lines):
+    while index < min(len(lines), LOOKED_AT):
         line = lines[index].strip()
         if not line:
             index += 1
@@ -83,8 +89,11 @@ def parse(text: str) -> Parsed:
             break
         name, argument = match.group(1).lower(), match.group(2).strip()
         problem = _check(name, argument)
+        if not problem and len(commands) == MAX_COMMANDS:
+            problem = f"more than {MAX_COMMANDS} commands"
         if problem:
-            return Parsed(tuple(commands), "", f"{line}: {problem}")
+            shown = line if len(line) <= _SHOWN else line[:_SHOWN] + "..."
+            return Parsed(tuple(commands), "", f"{shown}: {problem}")
         commands.append(Command(name, argument, line))
         index += 1
     return Parsed(tuple(commands), "\n".join(lines[index:]).strip("\n"))
@@ -96,7 +105,8 @@ def _check(name: str, argument: str) -> str:
         return "unknown command"
     if spec.argument == "" and argument:
         return f"#{name} takes no argument"
-    if spec.argument == "ADDRESS" and not _ADDRESS.match(argument):
+    if spec.argument == "ADDRESS" and (len(argument) > MAX_ARGUMENT
+                                       or not _ADDRESS.match(argument)):
         return f"#{name} needs an email address"
     if spec.argument == "LEVEL" and argument.lower() not in PRIORITIES:
         return f"#{name} needs one of {', '.join(PRIORITIES)}"

@@ -163,6 +163,7 @@ def _declared_boundaries(raw: bytes) -> tuple[bytes, ...]:
 def _delimiter_lines(raw: bytes, boundaries: tuple[bytes, ...]) -> list[tuple[int, bool]] | None:
     """(line start, closing?) of the lines that start with "--" and a declared boundary."""
     prefixes = tuple(b"--" + b for b in boundaries)
+    closings = tuple(p + b"--" for p in prefixes)
     starts = [0] if raw.startswith(b"--") else []
     for line_break in (b"\n--", b"\r--"):
         at = raw.find(line_break)
@@ -173,10 +174,8 @@ def _delimiter_lines(raw: bytes, boundaries: tuple[bytes, ...]) -> list[tuple[in
             at = raw.find(line_break, at + 3)
     found = []
     for start in sorted(starts):
-        if raw.startswith(prefixes, start):
-            closing = any(raw.startswith(p + b"--", start) for p in prefixes
-                          if raw.startswith(p, start))
-            found.append((start, closing))
+        if raw.startswith(prefixes, start):  # tuples: each test is one call, not a loop
+            found.append((start, raw.startswith(closings, start)))
     return found
 
 
