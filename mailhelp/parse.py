@@ -397,14 +397,22 @@ def _content(leaves: list[Message], text_of: Callable[[str], str], hints: tuple[
         if ctype in _TNEF_TYPES or filename.lower() == "winmail.dat":
             from .tnef import attachments as tnef_files
 
-            inside = tnef_files(payload)
+            # Its files are parts like any other; asking for one more than there is
+            # room for tells whether there were too many.
+            room = MAX_PARTS - len(attachments)
+            inside = tnef_files(payload, limit=room + 1)
             if inside:
+                if len(inside) > room:
+                    defects.add("TooManyParts")
                 attachments.extend(Attachment(_one_line(f.filename)[:255], f.content_type,
                                               f.payload, _one_line(f.content_id)[:998])
-                                   for f in inside)
+                                   for f in inside[:room])
                 continue
         name = filename or _unnamed(part, ctype, text_of, hints)
         attachments.append(Attachment(name, ctype, payload, content_id))
+    if len(attachments) > MAX_PARTS:  # the parts after a winmail.dat that filled them
+        defects.add("TooManyParts")
+        del attachments[MAX_PARTS:]
     return plain, htmls, attachments
 
 

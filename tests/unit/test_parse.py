@@ -10,6 +10,7 @@ import pytest
 from mailhelp.errors import ParseError
 from mailhelp.parse import Address, message_id_of, parse
 from tests.corpus import CORPUS, raw_messages, skip_without_corpus
+from tests.winmail import tnef_attribute, winmail
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -258,28 +259,6 @@ def test_outlook_inline_image_is_named_from_its_content_id():
     assert (image.filename, image.content_id) == ("image001.png", "<image001.png@01D9>")
 
 
-def _tnef_attribute(level: int, tag: int, data: bytes) -> bytes:
-    return bytes([level]) + struct.pack("<II", tag, len(data)) + data \
-        + struct.pack("<H", sum(data) & 0xFFFF)
-
-
-def _winmail(files: list[tuple[str, bytes]]) -> bytes:
-    """A winmail.dat as Outlook writes one ([MS-OXTNEF]): 8.3 title, data, long name."""
-    out = struct.pack("<IH", 0x223E9F78, 1)
-    out += _tnef_attribute(1, 0x00089006, struct.pack("<I", 0x00010000))
-    out += _tnef_attribute(1, 0x00069007, struct.pack("<II", 1252, 0))
-    for name, data in files:
-        out += _tnef_attribute(2, 0x00069002, b"\x01\x00" + b"\xff" * 4 + b"\x00" * 8)
-        out += _tnef_attribute(2, 0x00018010, name.encode("cp1252")[:8] + b"~1\x00")
-        out += _tnef_attribute(2, 0x0006800F, data)
-        long_name = name.encode("utf-16-le") + b"\x00\x00"
-        props = (struct.pack("<I", 1) + struct.pack("<HH", 0x001F, 0x3707)
-                 + struct.pack("<II", 1, len(long_name)) + long_name
-                 + b"\x00" * (-len(long_name) % 4))
-        out += _tnef_attribute(2, 0x00069005, props)
-    return out
-
-
 def _with_winmail(data: bytes) -> bytes:
     return _mail(b"MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n",
                  b"--b\nContent-Type: text/plain\n\nsee attached\n--b\n"
@@ -291,24 +270,24 @@ def _with_winmail(data: bytes) -> bytes:
 
 def test_winmail_dat_is_replaced_by_the_files_inside():
     files = [("Stundenplan Übersicht.pdf", b"%PDF-1.4 plan"), ("error.png", b"\x89PNG data")]
-    inbound = parse(_with_winmail(_winmail(files)))
+    inbound = parse(_with_winmail(winmail(files)))
     assert [(a.filename, a.content_type, a.payload) for a in inbound.attachments] == [
         ("Stundenplan Übersicht.pdf", "application/pdf", b"%PDF-1.4 plan"),
         ("error.png", "image/png", b"\x89PNG data")]
 
 
 def test_winmail_dat_without_files_or_broken_is_kept():
-    empty = _winmail([])
-    for data in (empty, b"not tnef at all", _winmail([("a.txt", b"x")])[:40]):
+    empty = winmail([])
+    for data in (empty, b"not tnef at all", winmail([("a.txt", b"x")])[:40]):
         [kept] = parse(_with_winmail(data)).attachments
         assert kept.filename == "winmail.dat"
 
 
 def test_hostile_winmail_dat_costs_no_time():
     # tnefparse loops 2**32 times on this: a property list that claims four billion entries.
-    hostile = struct.pack("<IH", 0x223E9F78, 1) + _tnef_attribute(
+    hostile = struct.pack("<IH", 0x223E9F78, 1) + tnef_attribute(
         2, 0x00069005, b"\xff\xff\xff\xff" + b"\x00" * 8)
-    hostile = struct.pack("<IH", 0x223E9F78, 1) + _tnef_attribute(
+    hostile = struct.pack("<IH", 0x223E9F78, 1) + tnef_attribute(
         2, 0x00069002, b"\x00" * 14) + hostile[6:]
     started = time.perf_counter()
     [kept] = parse(_with_winmail(hostile)).attachments
