@@ -26,6 +26,8 @@ def run_checks(config: Config) -> Iterator[CheckResult]:
     yield CheckResult("config", True, f"{config.path} is valid")
     checks: list[tuple[str, Callable[[Config], str]]] = [
         ("database", _database), ("templates", _templates)]
+    if any(s is not None and s.auth == "oauth2" for s in (config.imap, config.smtp)):
+        checks.append(("oauth2", _oauth2))  # the token, and until when it is good
     if config.imap is not None:
         checks.append(("imap", _imap))
     else:
@@ -154,6 +156,12 @@ def _storage(config: Config) -> CheckResult:
         else "attachments"
     made = "" if existing == path else " (made when first needed)"
     return CheckResult("storage", True, f"{path} takes {what}{made}")
+
+
+def _oauth2(config: Config) -> str:
+    from .oauth2 import check_token
+
+    return check_token(config)
 
 
 def _imap(config: Config) -> str:

@@ -12,7 +12,7 @@ import subprocess
 import tomllib
 import types
 import typing
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -51,6 +51,10 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 def _choice(*options: str) -> dict:
     return {"choices": options}
+
+
+# A field filled in by ``loads`` from the rest of the file, never read from it.
+_INTERNAL = {"internal": True}
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,9 @@ class ImapConfig:
     username: str
     port: int = 993
     security: str = field(default="tls", metadata=_choice(*SECURITY_MODES))
+    # "oauth2": SASL XOAUTH2 (OAUTHBEARER where only that is offered) with a token from
+    # the [oauth2] section; "password": LOGIN with the password below.
+    auth: str = field(default="password", metadata=_choice("password", "oauth2"))
     password: Secret = field(default_factory=lambda: Secret("imap.password"))
     folder: str = "INBOX"
     processed_folder: str = "mailhelp/processed"
@@ -143,6 +150,8 @@ class ImapConfig:
     poll_interval: timedelta = timedelta(seconds=30)
     # IDLE is re-issued this often: well inside the 29 minutes of RFC 2177.
     idle_restart: timedelta = timedelta(minutes=9)
+    # With auth = "oauth2": the whole file, for the token source (not a key).
+    desk: Config | None = field(default=None, repr=False, compare=False, metadata=_INTERNAL)
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -158,6 +167,9 @@ class SmtpConfig:
     host: str
     port: int = 587
     security: str = field(default="starttls", metadata=_choice(*SECURITY_MODES))
+    # "oauth2": AUTH XOAUTH2 with a token from [oauth2]; "password": AUTH with the
+    # password below when a username is given; "none": never AUTH.
+    auth: str = field(default="password", metadata=_choice("password", "oauth2", "none"))
     username: str = ""
     password: Secret = field(default_factory=lambda: Secret("smtp.password"))
     ca_file: str = ""
@@ -172,6 +184,50 @@ class SmtpConfig:
     # address itself (for a server that refuses other senders; bounces are then known
     # by the signed Message-ID they quote).
     verp: bool = True
+    # With auth = "oauth2": the whole file, for the token source (not a key).
+    desk: Config | None = field(default=None, repr=False, compare=False, metadata=_INTERNAL)
+
+
+@dataclass(frozen=True)
+class OAuth2Config:
+    """[oauth2]: where the access token for [imap] and [smtp] auth = "oauth2" comes from.
+
+    One of: ``token_command``; Microsoft's client credentials (``client_secret``, no
+    ``refresh_token_file``); a refresh token (``refresh_token_file``, from ``mailhelp
+    oauth2 authorize``); a Google service account (``service_account_file``).
+    """
+
+    # A program that prints an access token (msmtp's and mutt's convention); run with
+    # the shell, as written here, whenever a new token is needed.
+    token_command: str = ""
+    provider: str = field(default="", metadata=_choice("microsoft", "google"))
+    tenant: str = ""
+    client_id: str = ""
+    client_secret: Secret = field(default_factory=lambda: Secret("oauth2.client_secret"))
+    # Google Workspace: a service account with domain-wide delegation, acting as the
+    # mailbox user ([imap] username).
+    service_account_file: str = ""
+    # Delegated access: the refresh token (mode 0600); a rotated one is written back.
+    refresh_token_file: str = ""
+    # The token endpoint, where it is not the provider's (another provider; tests).
+    token_url: str = ""
+    # Empty: the provider's (https://outlook.office365.com/.default for client
+    # credentials, https://mail.google.com/ for Google).
+    scope: str = ""
+    # Tokens are kept in memory until shortly before they expire; with a file (mode
+    # 0600) also across processes (the daemon, its sender, run --once, check).
+    cache_file: str = ""
+
+    @property
+    def method(self) -> str:
+        """command | client_credentials | refresh_token | service_account"""
+        if self.token_command:
+            return "command"
+        if self.service_account_file:
+            return "service_account"
+        if self.refresh_token_file:
+            return "refresh_token"
+        return "client_credentials"
 
 
 @dataclass(frozen=True)
@@ -307,6 +363,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     imap: ImapConfig | None = None
     smtp: SmtpConfig | None = None
+    oauth2: OAuth2Config | None = None
     ingest: IngestConfig = field(default_factory=IngestConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
     survey: SurveyConfig = field(default_factory=SurveyConfig)
@@ -369,12 +426,73 @@ def loads(text: str, path: str = "<string>", stamp: str = "") -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    return _build(Config, document, prefix="", extra={"path": path, "stamp": stamp})
+    return _wire_oauth2(_build(Config, document, prefix="", extra={"path": path,
+                                                                   "stamp": stamp}))
+
+
+def _wire_oauth2(config: Config) -> Config:
+    """Check [oauth2] where a section signs in with it, and hand those sections the
+    whole file (the token source needs [oauth2], the mailbox user, the database)."""
+    users = [name for name in ("imap", "smtp")
+             if getattr(config, name) is not None and getattr(config, name).auth == "oauth2"]
+    if not users:
+        return config
+    oauth2 = config.oauth2
+    if oauth2 is None:
+        raise ConfigError(f'{users[0]}.auth: "oauth2" needs an [oauth2] section')
+    if oauth2.token_command:
+        if oauth2.provider:
+            raise ConfigError("oauth2.token_command: give token_command or provider, not both")
+    elif not oauth2.provider:
+        raise ConfigError("oauth2.provider: missing (microsoft or google), or give "
+                          "token_command")
+    elif oauth2.provider == "google" and oauth2.service_account_file:
+        if config.imap is None and not (config.smtp and config.smtp.username):
+            raise ConfigError("oauth2.service_account_file: acts as the mailbox user, "
+                              "[imap] username (or [smtp] username): none is given")
+    else:
+        if not oauth2.client_id:
+            raise ConfigError(f"oauth2.client_id: missing ({oauth2.provider} needs the "
+                              "app's client ID)")
+        if oauth2.method == "client_credentials":
+            if oauth2.provider == "google":
+                raise ConfigError("oauth2.refresh_token_file: missing (google needs it, "
+                                  "or service_account_file)")
+            if not oauth2.client_secret.given:
+                raise ConfigError("oauth2.client_secret: missing (client credentials need "
+                                  "it; for delegated access give refresh_token_file)")
+            if not oauth2.tenant and not oauth2.token_url:
+                raise ConfigError("oauth2.tenant: missing (client credentials need your "
+                                  "tenant's ID or domain)")
+        elif oauth2.provider == "google" and not oauth2.client_secret.given:
+            raise ConfigError("oauth2.client_secret: missing (google's installed apps have "
+                              "one; it is in the downloaded client JSON)")
+    _check_token_url(oauth2.token_url)
+    if config.smtp is not None and config.smtp.auth == "oauth2" and not config.smtp.username \
+            and config.imap is None:
+        raise ConfigError("smtp.username: missing (XOAUTH2 names the mailbox)")
+    sections = {name: replace(getattr(config, name), desk=config) for name in users}
+    return replace(config, **sections)
+
+
+def _check_token_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    # Plain HTTP sends the client secret in the clear: only to this machine (tests).
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost"):
+        return
+    raise ConfigError(f"oauth2.token_url: {url!r} is not an https:// URL")
 
 
 def _build(cls: type, table: dict, prefix: str, extra: dict | None = None) -> typing.Any:
     hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in fields(cls) if f.name not in ("path", "stamp")}
+    known = {f.name: f for f in fields(cls)
+             if f.name not in ("path", "stamp") and not f.metadata.get("internal")}
     values: dict[str, typing.Any] = dict(extra or {})
     secret_keys = {f"{f.name}{s}" for f in known.values() if hints[f.name] is Secret
                    for s in ("", "_env", "_command")}

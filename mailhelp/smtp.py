@@ -29,6 +29,7 @@ from .config import SmtpConfig
 from .db.models import Outbox, TicketEvent
 from .db.session import WRITE, Database, transaction
 from .errors import ConfigError
+from .oauth2_grants import TokenError
 from .private import private_sqlite
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,11 @@ class SmtpTransport:
             timeout=config.timeout.total_seconds(),
         )
         await client.connect()
-        if config.username:
+        if config.auth == "oauth2":
+            from .oauth2 import smtp_login
+
+            await smtp_login(client, config)
+        elif config.auth == "password" and config.username:
             await client.login(config.username, config.password.reveal())
         self.client = client
 
@@ -141,6 +146,8 @@ class SmtpTransport:
             raise DeliveryError(Failure(True, reason)) from None
         except ssl.SSLCertVerificationError as error:
             raise DeliveryError(Failure(True, f"smtp certificate not trusted: {error}")) from None
+        except TokenError as error:  # [smtp] auth = "oauth2" and no token to be had
+            raise DeliveryError(Failure(True, f"smtp login: {error}")) from None
         except (aiosmtplib.SMTPException, OSError) as error:
             raise DeliveryError(Failure(True, f"cannot connect to smtp server: {error}")) from None
 

@@ -67,7 +67,12 @@ class ImapMailbox:
         try:
             if config.security == "starttls":
                 client.starttls(context)
-            client.login(config.username, config.password.reveal())
+            if config.auth == "oauth2":
+                from ..oauth2 import imap_login
+
+                imap_login(client, config)
+            else:
+                client.login(config.username, config.password.reveal())
         except LoginError as error:
             _close(client)
             raise SourceError(f"imap login refused for {config.username}: {_text(error)}") from None
