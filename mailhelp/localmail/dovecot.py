@@ -116,6 +116,27 @@ def _check_user_line(address: str, password: str) -> None:
             raise ValueError(f"user names and passwords may not contain ':' or newlines: {value!r}")
 
 
+def _with_oauth2(text: str, runtime: Path, introspection_url: str) -> str:
+    """The config with an oauth2 passdb for XOAUTH2/OAUTHBEARER beside the passwords."""
+    ext = runtime / "dovecot-oauth2.conf.ext"
+    ext.write_text(
+        "introspection_mode = post\n"
+        f"introspection_url = {introspection_url}\n"
+        # Nothing but the introspection answer decides: is it active, and whose is it.
+        "force_introspection = yes\n"
+        "username_attribute = username\n"
+        "active_attribute = active\n"
+        "active_value = true\n")
+    ext.chmod(0o644)
+    text = text.replace("auth_mechanisms = plain login",
+                        "auth_mechanisms = plain login xoauth2 oauthbearer")
+    text = text.replace("  driver = passwd-file\n  args = scheme=PLAIN",
+                        "  driver = passwd-file\n  mechanisms = plain login\n"
+                        "  args = scheme=PLAIN")
+    return text + (f"\npassdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                   f"  args = {ext}\n}}\n")
+
+
 class DovecotServer:
     """One private Dovecot instance: ``config`` in the state dir, data in ``runtime_dir``."""
 
@@ -148,8 +169,13 @@ class DovecotServer:
         imaps_port: int,
         cert_file: Path,
         key_file: Path,
+        oauth2_introspection_url: str | None = None,
     ) -> DovecotServer:
-        """Write users file and config; the runtime dir is a fresh world-readable /tmp dir."""
+        """Write users file and config; the runtime dir is a fresh world-readable /tmp dir.
+
+        ``oauth2_introspection_url``: also take SASL XOAUTH2 and OAUTHBEARER, each token
+        checked at that RFC 7662 endpoint (Dovecot's oauth2 passdb, POST mode).
+        """
         binary = find_dovecot()
         if binary is None:
             raise LocalMailError(
@@ -183,6 +209,8 @@ class DovecotServer:
         text = TEMPLATE.read_text()
         for name, value in values.items():
             text = text.replace(f"@{name}@", value)
+        if oauth2_introspection_url:
+            text = _with_oauth2(text, runtime, oauth2_introspection_url)
         config = Path(state_dir) / "dovecot.conf"
         server = cls(config, runtime, host, imap_port, imaps_port, binary)
         config.write_text(text.replace("@INSTANCE@", server.instance))
