@@ -59,17 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how far back (default 30d)")
     report.add_argument("--format", choices=("text", "json", "html"), default="text")
 
-    oauth2 = commands.add_parser("oauth2", help="OAuth 2.0 sign-in for [imap] and [smtp]")
-    oauth2_commands = oauth2.add_subparsers(dest="action", metavar="ACTION", required=True)
-    authorize = oauth2_commands.add_parser(
-        "authorize", help="get the refresh token once (Microsoft: a device code; Google: "
-        "a browser sent back to this machine) and write it to refresh_token_file")
-    authorize.add_argument("--device-url", metavar="URL",
-                           help="Microsoft: the device authorization endpoint, where not "
-                           "beside [oauth2] token_url")
-    authorize.add_argument("--authorization-url", metavar="URL",
-                           help="Google: the authorization endpoint, where not Google's")
-
     serve = commands.add_parser("serve", help="the web app for one-click survey answers")
     serve.add_argument("--listen", metavar="HOST:PORT",
                        help="address to listen on (default: [survey] listen)")
@@ -141,7 +130,10 @@ def _setup_logging(config, args) -> None:
     # it gives about an existing file then goes there too).
     handler: logging.Handler = (logging.FileHandler(config.log.file, delay=True)
                                 if config.log.file else logging.StreamHandler(sys.stderr))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # One line per event, whatever a message's headers hold (printable.py).
+    from .printable import OneLineFormatter
+
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -362,7 +354,7 @@ def cmd_failed(config, args) -> int:
     from .app import App
     from .db.models import RawMessage
     from .db.session import transaction
-    from .views import failed_json
+    from .views import failed_json, failed_line
 
     app = App.create(config)
     if args.action == "list":
@@ -372,8 +364,7 @@ def cmd_failed(config, args) -> int:
             if args.json:
                 print(json.dumps([failed_json(r) for r in rows], indent=1))
             for row in rows if not args.json else ():
-                print(f"{row.id:<6} {row.received_at:%Y-%m-%d %H:%M}  {row.message_id}  "
-                      f"{row.error}")
+                print(failed_line(row))
         return 0
     with transaction(app.db) as tx:
         query = select(RawMessage.id).where(RawMessage.state == "failed")
@@ -456,21 +447,7 @@ def cmd_serve(config, args) -> int:
     return 0
 
 
-def cmd_oauth2(config, args) -> int:
-    from .oauth2 import mailbox_user
-    from .oauth2_authorize import authorize
-
-    if config.oauth2 is None:
-        raise ConfigError("oauth2: section missing (authorize writes its refresh_token_file)")
-    endpoint = args.device_url or args.authorization_url or ""
-    said = authorize(config.oauth2, mailbox_user(config), endpoint=endpoint,
-                     say=lambda text: print(text, flush=True))
-    print(said)
-    return 0
-
-
 COMMANDS = {
-    "oauth2": cmd_oauth2,
     "report": cmd_report,
     "serve": cmd_serve,
     "init": cmd_init,

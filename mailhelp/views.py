@@ -1,4 +1,8 @@
-"""Tickets as the CLI shows them: DESIGN.md's JSON objects and one-line summaries."""
+"""Tickets as the CLI shows them: DESIGN.md's JSON objects and one-line summaries.
+
+The text forms go to a terminal: every value from mail in them is printable()
+(control characters escaped); the JSON forms are exact (json.dumps escapes them).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from .db.models import Message, Participant, RawMessage, Ticket
+from .printable import printable
 
 STATUSES = ("new", "open", "pending", "resolved", "closed")
+SHOWN_LINES, SHOWN_WIDTH = 40, 2000  # of each message's text in ``tickets show``
 
 
 def iso(value: datetime | None) -> str | None:
@@ -79,35 +85,45 @@ def ticket_messages(session: Session, ticket_id: int) -> list[Message]:
 
 
 def ticket_line(ticket: Ticket) -> str:
-    who = ticket.requester.address
-    assignee = ticket.assignee.address if ticket.assignee else "-"
+    who = printable(ticket.requester.address)
+    assignee = printable(ticket.assignee.address) if ticket.assignee else "-"
     return (f"#{ticket.id:<5} {ticket.status:<8} {ticket.priority:<7} "
-            f"{ticket.updated_at:%Y-%m-%d %H:%M}  {who:<30} {assignee:<24} {ticket.subject}")
+            f"{ticket.updated_at:%Y-%m-%d %H:%M}  {who:<30} {assignee:<24} "
+            f"{printable(ticket.subject)}")
 
 
 def ticket_text(ticket: Ticket, messages: list[Message]) -> str:
     lines = [
-        f"Ticket #{ticket.id}: {ticket.subject}",
+        f"Ticket #{ticket.id}: {printable(ticket.subject)}",
         f"  status {ticket.status}, priority {ticket.priority}",
-        f"  requester {ticket.requester.address}"
-        + (f", assignee {ticket.assignee.address}" if ticket.assignee else ""),
+        f"  requester {printable(ticket.requester.address)}"
+        + (f", assignee {printable(ticket.assignee.address)}" if ticket.assignee else ""),
     ]
     if ticket.participants:
-        lines.append("  participants " + ", ".join(p.person.address for p in ticket.participants))
+        lines.append("  participants " + printable(
+            ", ".join(p.person.address for p in ticket.participants)))
     lines.append(f"  created {ticket.created_at:%Y-%m-%d %H:%M %Z}, "
                  f"updated {ticket.updated_at:%Y-%m-%d %H:%M %Z}")
     for message in messages:
         arrow = "<-" if message.direction == "in" else "->"
         target = message.from_address if message.direction == "in" else ", ".join(message.to)
         lines.append("")
-        lines.append(f"  [{message.id}] {arrow} {message.kind} {target} "
+        lines.append(f"  [{message.id}] {arrow} {message.kind} {printable(target)} "
                      f"{(message.date or message.created_at):%Y-%m-%d %H:%M}")
-        lines.append(f"      Subject: {message.subject}")
-        for text_line in (message.text or "").strip().splitlines()[:40]:
-            lines.append(f"      {text_line}")
+        lines.append(f"      Subject: {printable(message.subject or '')}")
+        for text_line in (message.text or "").strip().splitlines()[:SHOWN_LINES]:
+            if len(text_line) > SHOWN_WIDTH:
+                text_line = text_line[:SHOWN_WIDTH] + "..."
+            lines.append(f"      {printable(text_line, lines=True)}")
         for a in message.attachments:
-            lines.append(f"      + {a.filename} ({a.content_type}, {a.size} bytes)")
+            lines.append(f"      + {printable(a.filename)} ({printable(a.content_type)}, "
+                         f"{a.size} bytes)")
     return "\n".join(lines)
+
+
+def failed_line(row: RawMessage) -> str:
+    return (f"{row.id:<6} {row.received_at:%Y-%m-%d %H:%M}  {printable(row.message_id)}  "
+            f"{printable(row.error or '')}")
 
 
 def failed_json(row: RawMessage) -> dict:
