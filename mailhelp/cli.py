@@ -59,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how far back (default 30d)")
     report.add_argument("--format", choices=("text", "json", "html"), default="text")
 
+    oauth2 = commands.add_parser("oauth2", help="OAuth 2.0 sign-in for [imap] and [smtp]")
+    oauth2_commands = oauth2.add_subparsers(dest="action", metavar="ACTION", required=True)
+    authorize = oauth2_commands.add_parser(
+        "authorize", help="get the refresh token once (Microsoft: a device code; Google: "
+        "a browser sent back to this machine) and write it to refresh_token_file")
+    authorize.add_argument("--device-url", metavar="URL",
+                           help="Microsoft: the device authorization endpoint, where not "
+                           "beside [oauth2] token_url")
+    authorize.add_argument("--authorization-url", metavar="URL",
+                           help="Google: the authorization endpoint, where not Google's")
+
     serve = commands.add_parser("serve", help="the web app for one-click survey answers")
     serve.add_argument("--listen", metavar="HOST:PORT",
                        help="address to listen on (default: [survey] listen)")
@@ -447,7 +458,21 @@ def cmd_serve(config, args) -> int:
     return 0
 
 
+def cmd_oauth2(config, args) -> int:
+    from .oauth2 import mailbox_user
+    from .oauth2_authorize import authorize
+
+    if config.oauth2 is None:
+        raise ConfigError("oauth2: section missing (authorize writes its refresh_token_file)")
+    endpoint = args.device_url or args.authorization_url or ""
+    said = authorize(config.oauth2, mailbox_user(config), endpoint=endpoint,
+                     say=lambda text: print(text, flush=True))
+    print(said)
+    return 0
+
+
 COMMANDS = {
+    "oauth2": cmd_oauth2,
     "report": cmd_report,
     "serve": cmd_serve,
     "init": cmd_init,
