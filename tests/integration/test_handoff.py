@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -113,9 +115,10 @@ def test_a_second_daemon_on_the_same_socket_is_refused(mail, tmp_path, database_
 
 
 def test_a_burst_piped_in_with_no_daemon_is_taken_by_an_ingest_that_stays_on(
-        mail, tmp_path, database_url, monkeypatch):
-    run = tmp_path / "run"
-    run.mkdir(mode=0o700)
+        mail, tmp_path, database_url, monkeypatch, request):
+    # Short, not under tmp_path: a socket's path has room for 107 bytes only.
+    run = Path(tempfile.mkdtemp(prefix="mh-run-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(run, ignore_errors=True))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
     log = tmp_path / "mailhelp.log"
     config = write_config(tmp_path, database_url, mail, extra=f"""

@@ -9,8 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,11 +25,13 @@ from tests.unit.test_handoff import request
 
 
 @pytest.fixture
-def run_dir(tmp_path, monkeypatch) -> Path:
-    base = tmp_path / "run"
-    base.mkdir(mode=0o700)
+def run_dir(monkeypatch) -> Iterator[Path]:
+    # Short, not under tmp_path: a socket's path has room for 107 bytes, and pytest's
+    # numbered folders grow with every run on a machine.
+    base = Path(tempfile.mkdtemp(prefix="mh-run-", dir="/tmp"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(base))
-    return base / "mailhelp"
+    yield base / "mailhelp"
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
