@@ -45,8 +45,8 @@ GOOGLE_TOKEN = "https://oauth2.googleapis.com/token"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 SCOPES = {
     ("microsoft", "client_credentials"): "https://outlook.office365.com/.default",
-    ("microsoft", "refresh_token"): "https://outlook.office365.com/IMAP.AccessAsUser.All "
-                                    "https://outlook.office365.com/SMTP.Send offline_access",
+    ("microsoft", "refresh_token"): "https://outlook.office.com/IMAP.AccessAsUser.All "
+                                    "https://outlook.office.com/SMTP.Send offline_access",
     ("google", "refresh_token"): "https://mail.google.com/",
     ("google", "service_account"): "https://mail.google.com/",
 }
