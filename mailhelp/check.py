@@ -89,9 +89,19 @@ def _ingest(config: Config) -> CheckResult:
     except OSError as error:
         return CheckResult("ingest", True, f"{path}: {error.strerror or error} for this user "
                            "(the MTA's pipe user needs access: [ingest] socket_mode)", True)
+    else:
+        from .handoff import listener_uid
+
+        uid = listener_uid(probe, path)
     finally:
         probe.close()
-    return CheckResult("ingest", True, f"a daemon listens on {path}")
+    owner = os.stat(config.path).st_uid if os.path.exists(config.path) else None
+    if uid not in {os.getuid(), 0, owner}:
+        # ingest hands nothing to a stranger's socket (and so works alone): say why.
+        return CheckResult("ingest", False, f"ingest.socket: {path} is served by user id "
+                           f"{uid}, not by this user, root or the config file's owner: "
+                           "ingest will not hand mail to it")
+    return CheckResult("ingest", True, f"a daemon listens on {path} (user id {uid})")
 
 
 def _lingering(config: Config) -> CheckResult:

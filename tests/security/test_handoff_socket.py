@@ -135,6 +135,15 @@ def test_ingest_works_alone_when_someone_else_listens(squatted, tmp_path, databa
     assert [t["requester"] for t in listed] == ["teacher2@school.test"]
 
 
+def test_check_names_a_socket_someone_else_listens_on(squatted, tmp_path, database_url):
+    path, squatter = squatted
+    config = write_config(tmp_path, database_url, extra=f'[ingest]\nsocket = "{path}"\n')
+    done = mailhelp(config, "check")
+    [line] = [line for line in done.stdout.decode().splitlines() if " ingest " in line]
+    assert line.startswith("FAIL") and "user id 65534" in line
+    assert squatter.received() == 0
+
+
 @pytest.fixture
 def server(tmp_path, database_url) -> Iterator[IngestServer]:
     db = Database(database_url)
