@@ -1,18 +1,13 @@
 """The loop: wait (IDLE or poll) -> process -> send. Signals stop it cleanly.
 
 IMAP is synchronous and stays in the main thread; the outbox is delivered by a
-sender process with its own event loop, so a slow SMTP server never delays the
-next message's acknowledgement being committed, and sending uses a second core.
+sender process with its own event loop (sender.py), so a slow SMTP server never delays
+the next message's acknowledgement being committed, and sending uses a second core.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ctypes
 import logging
-import multiprocessing
-import os
 import signal
 import threading
 from dataclasses import dataclass
@@ -20,15 +15,13 @@ from dataclasses import dataclass
 from sqlalchemy.exc import OperationalError
 
 from .app import App, flush_outbox
-from .db.session import WriteTurn
 from .errors import ConfigError
 from .lifecycle import next_due, run_due
-from .smtp import FlushStats, OutboxSender, SentJournal
+from .sender import STOP_GRACE, SenderProcess
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -51,7 +44,8 @@ def run_once(app: App) -> OnceSummary:
 
     summary = OnceSummary()
     app.pipeline().sweep()
-    sender = SenderProcess(app, retry=False) if app.config.smtp is not None else None
+    sender = SenderProcess(app, retry=False, grace=None) if app.config.smtp is not None \
+        else None
     if app.config.imap is not None:
         mailbox = ImapMailbox(app.config.imap)
         if sender is not None:
@@ -80,115 +74,6 @@ def run_once(app: App) -> OnceSummary:
         stats = stats + sender.stats
     summary.sent, summary.deferred, summary.send_failed = stats.sent, stats.deferred, stats.failed
     return summary
-
-
-class SenderProcess:
-    """Delivers the outbox whenever kicked, from a process of its own.
-
-    Sending costs about a third of what a message costs (the SMTP dialogue, marking
-    each mail sent); in a forked process it runs on the second core while this one
-    fetches, parses and applies. It shares nothing with this process but the database
-    (its own connections) and two events; it ignores SIGINT and SIGTERM (this process
-    stops it between mails) and dies with this process if that is killed, so a crash
-    leaves the same at-most-one-mail-per-connection window as before.
-    """
-
-    def __init__(self, app: App, retry: bool = True) -> None:
-        self.app = app
-        # run --once retries in its final flush only; the daemon retries as mail falls due.
-        self.retry = retry
-        self.stats = FlushStats()
-        self.context = multiprocessing.get_context("fork")
-        self.wake = self.context.Event()
-        self.stopping = self.context.Event()
-        self.results, self.child_end = self.context.Pipe(duplex=False)
-        self.process: multiprocessing.process.BaseProcess | None = None
-
-    def start(self) -> None:
-        if self.process is None and self.app.db.dialect == "sqlite":
-            # SQLite's journal of sent mail (beside the database) that cannot be opened
-            # stops mailhelp here, with one line naming the config key, not the sender
-            # process at every attempt. (PostgreSQL's does without one: a warning.)
-            journal = SentJournal.for_database(self.app.db,
-                                               self.app.config.storage.attachments_dir)
-            if journal is not None:
-                journal.close()
-        # Nothing of this process's may be shared: its database connections are closed
-        # (they reopen on use) and the process is forked before IMAP connects.
-        self.app.db.engine.dispose()
-        if self.app.db.dialect == "sqlite":
-            # A new one for each sender: one that died may have died holding the old.
-            self.app.db.write_turn = WriteTurn(self.context)
-        self.process = self.context.Process(
-            target=_deliver, name="mailhelp-sender", daemon=True,
-            args=(self.app, self.retry, self.wake, self.stopping, self.child_end, os.getpid()))
-        self.process.start()
-        log.debug("action=sender_start pid=%s", self.process.pid)
-
-    def is_alive(self) -> bool:
-        return self.process is not None and self.process.is_alive()
-
-    def kick(self) -> None:
-        if self.process is not None and not self.process.is_alive() \
-                and not self.stopping.is_set():
-            log.error("action=sender_died exitcode=%s", self.process.exitcode)
-            self.start()
-        self.wake.set()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.wake.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self.process is None:
-            return
-        self.process.join(timeout)
-        if self.process.is_alive():
-            log.warning("action=sender_stop_timeout pid=%s", self.process.pid)
-            self.process.kill()
-            self.process.join()
-        if self.results.poll():
-            self.stats = self.results.recv()
-
-
-def _deliver(app: App, retry: bool, wake, stopping, results, parent: int) -> None:
-    """The sender process: flush, wait for a kick (or the next retry), until stopped."""
-    _die_with(parent)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
-    # The parent's pooled connections are its own; this process opens fresh ones.
-    app.db.engine.dispose(close=False)
-    loop = asyncio.new_event_loop()
-    sender = app.sender()
-    stats = FlushStats()
-    try:
-        while not stopping.is_set():
-            wake.clear()
-            try:
-                stats = stats + loop.run_until_complete(sender.flush())
-            except Exception:  # a database hiccup must not end delivery for good
-                log.exception("action=send_loop_error")
-            wake.wait(_until_due(app, sender, retry))
-    finally:
-        loop.run_until_complete(sender.close())
-        loop.close()
-        results.send(stats)
-
-
-def _until_due(app: App, sender: OutboxSender, retry: bool, longest: float = 30.0) -> float:
-    due = sender.next_due() if retry else None
-    if due is None:
-        return longest
-    return max(0.05, min(longest, (due - app.clock()).total_seconds()))
-
-
-def _die_with(parent: int) -> None:
-    """Be killed when the parent dies (Linux): a SIGKILLed daemon leaves no sender behind."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)  # this process's own symbols: libc's
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def _until_next_job(app: App, longest: float) -> float:
@@ -237,7 +122,7 @@ def run_daemon(app: App, stop: threading.Event | None = None) -> None:
         if server is not None:
             server.stop()
         sender.stop()
-        sender.join(timeout=30)
+        sender.join(timeout=STOP_GRACE + 2)
         log.info("action=daemon_stop")
 
 
