@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how far back (default 30d)")
     report.add_argument("--format", choices=("text", "json", "html"), default="text")
 
+    status = commands.add_parser("status", help="health of the running desk (exit 1: degraded)")
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.add_argument("--outbox-age", metavar="DURATION", default="1h",
+                        help="queued mail older than this is late (default 1h)")
+
     oauth2 = commands.add_parser("oauth2", help="OAuth 2.0 sign-in for [imap] and [smtp]")
     oauth2_commands = oauth2.add_subparsers(dest="action", metavar="ACTION", required=True)
     authorize = oauth2_commands.add_parser(
@@ -133,7 +138,7 @@ def _start_up() -> Iterator[None]:
 
 
 def _setup_logging(config, args) -> None:
-    quiet = args.command in ("tickets", "failed", "check", "report")
+    quiet = args.command in ("tickets", "failed", "check", "report", "status")
     level = logging.DEBUG if args.verbose else getattr(logging, config.log.level.upper())
     if quiet and not args.verbose:
         level = logging.WARNING
@@ -449,6 +454,24 @@ def cmd_report(config, args) -> int:
     return 0
 
 
+def cmd_status(config, args) -> int:
+    import json
+
+    from .durations import parse_duration
+    from .status import collect
+
+    try:
+        outbox_age = parse_duration(args.outbox_age)
+    except ValueError as error:
+        raise UsageError(f"--outbox-age: {error}") from None
+    health = collect(config, outbox_age=outbox_age)
+    if args.json:
+        print(json.dumps(health.as_json(), indent=1))
+    else:
+        print("\n".join(health.lines()))
+    return 0 if health.healthy else 1
+
+
 def cmd_serve(config, args) -> int:
     from .app import App
     from .web import serve
@@ -475,6 +498,7 @@ COMMANDS = {
     "oauth2": cmd_oauth2,
     "report": cmd_report,
     "serve": cmd_serve,
+    "status": cmd_status,
     "init": cmd_init,
     "check": cmd_check,
     "run": cmd_run,
