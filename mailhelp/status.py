@@ -66,13 +66,23 @@ class Health:
 
 
 def token_health(config: Config) -> dict | None:
-    """The OAuth 2.0 sign-in's health, or None where the desk signs in with passwords.
+    """The OAuth 2.0 sign-in's health, or None where the desk signs in with passwords
+    (or has not asked for a token yet): the one place status asks about tokens.
 
-    The one place status asks about tokens (to be wired to mailhelp/oauth2*'s health
-    record). Keys: ``ok`` (bool: can a token still be had?), ``expires_at`` (datetime or
-    ISO 8601 text, or None), ``detail`` (one line: the method, or what is wrong).
+    Read from the record the processes that get tokens keep (oauth2_health.py). Keys:
+    ``ok`` (can a token still be had?), ``expires_at`` (datetime or None), ``detail``
+    (one line: the method, or what is wrong), and the record's facts.
     """
-    return None
+    from .oauth2_health import read_health
+
+    health = read_health(config)
+    if health is None:
+        return None
+    return {"ok": not health.degraded, "expires_at": health.expires_at,
+            "detail": health.line() if health.degraded else f"by {health.method}",
+            "method": health.method, "checked_at": _iso(health.checked_at),
+            "error": health.error, "permanent": health.permanent,
+            "failing_since": _iso(health.failing_since)}
 
 
 def collect(config: Config, now: datetime | None = None,

@@ -118,6 +118,22 @@ def test_a_revoked_token_is_degraded(desk, monkeypatch):
     assert status_module.collect(desk.config, NOW).healthy
 
 
+def test_a_token_the_provider_revoked_is_read_from_the_sign_in_record(tmp_path, database_url):
+    from mailhelp import oauth2_health
+
+    desk = Desk(tmp_path, database_url, '[smtp]\nhost = "127.0.0.1"\nusername = "help"\n'
+                'auth = "oauth2"\n[oauth2]\ntoken_command = "echo token"\n')
+    assert item(status_module.collect(desk.config, NOW), "oauth2 token").detail == \
+        "no token got yet"
+    oauth2_health.record_failure(desk.config, "refresh_token", "invalid_grant: revoked",
+                                 True, NOW)
+    health = status_module.collect(desk.config, NOW)
+    token = item(health, "oauth2 token")
+    assert not token.ok and not health.healthy and "invalid_grant: revoked" in token.detail
+    assert health.as_json()["token"]["permanent"] is True
+    desk.db.dispose()
+
+
 def test_a_database_that_cannot_be_read_is_degraded(tmp_path, capsys):
     (tmp_path / "broken.db").write_bytes(b"not a database" * 100)
     config = tmp_path / "mailhelp.toml"
