@@ -164,6 +164,12 @@ def _database_items(config: Config, now: datetime, outbox_age: timedelta) -> lis
     from .db.session import Database
     from .errors import MailhelpError
 
+    sqlite_file = _sqlite_file(config.database.url)
+    if sqlite_file is not None and not os.path.exists(sqlite_file):
+        # Opening it would make an empty one (a relative path, run from elsewhere).
+        return [Item("database", False, f"no database at {os.path.abspath(sqlite_file)} "
+                     "(run from the daemon's directory, or give database.url an absolute "
+                     "path)")]
     try:
         db = Database(config.database.url)
         if not db.schema_ready():
@@ -240,6 +246,21 @@ def _token_item(config: Config, now: datetime) -> Item:
                     f" ({when})", facts)
     return Item("oauth2 token", True, when + (f": {health['detail']}"
                                               if health.get("detail") else ""), facts)
+
+
+def _sqlite_file(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        found = make_url(url)
+    except ArgumentError:
+        return None
+    path = found.database or ""
+    if found.get_backend_name() != "sqlite" or path in ("", ":memory:") \
+            or path.startswith("file:"):
+        return None
+    return path
 
 
 def _alive(pid: object) -> bool:

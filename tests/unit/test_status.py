@@ -143,6 +143,15 @@ def test_a_database_that_cannot_be_read_is_degraded(tmp_path, capsys):
     assert "DEGRADED database" in capsys.readouterr().out
 
 
+def test_a_database_file_that_is_not_there_is_not_made(tmp_path, capsys):
+    config = tmp_path / "mailhelp.toml"
+    config.write_text('[helpdesk]\naddress = "help@school.test"\n[database]\n'
+                      'url = "sqlite:///nowhere.db"\n')
+    assert main(["--config", str(config), "status"]) == 1
+    assert "no database at" in capsys.readouterr().out
+    assert not (tmp_path / "nowhere.db").exists() and not Path("nowhere.db").exists()
+
+
 # The daemon's side of it: the state file.
 
 def daemon_desk(tmp_path, database_url) -> Desk:
