@@ -23,6 +23,9 @@ class BounceReport:
 
 _FAILED_HEADER = re.compile(rb"^x-failed-recipients:[ \t]*(.*)$", re.I | re.M)
 MAX_RETURNED = 20  # Message-IDs of ours taken from one bounce
+# What of a bounce is read: a DSN's report and the returned headers come first, and
+# flufl.bounce reads about 2 MB a second.
+READ = 256 * 1024
 
 
 def analyse(raw: bytes, key: bytes, help_address: str,
@@ -34,18 +37,27 @@ def analyse(raw: bytes, key: bytes, help_address: str,
                 if (found := signing.returned_message_id(key, address, help_address))]
     ours = re.compile(rb"<[0-9a-f]{16}\.[0-9a-f]{12}\.mailhelp\.t\d{1,9}@"
                       + re.escape(help_domain.encode()) + rb">", re.I)
-    for match in ours.finditer(raw):
+    for match in ours.finditer(raw, 0, READ):
         candidate = match.group(0).decode("ascii").lower()
         if signing.signed_ticket(key, candidate) is not None:
             returned.append(candidate)
         if len(returned) >= MAX_RETURNED:
             break
-    temporary, permanent = _failures(raw)
-    for match in _FAILED_HEADER.finditer(raw[:65536]):
+    if not returned:
+        # Not a bounce of anything we sent: what it says failed is not read (anyone can
+        # send a "bounce", and reading a large one is the slowest pass a message has).
+        return BounceReport((), False, ())
+    recipients, permanent = failed_recipients(raw)
+    return BounceReport(recipients, permanent, tuple(dict.fromkeys(returned)))
+
+
+def failed_recipients(raw: bytes) -> tuple[tuple[str, ...], bool]:
+    """The addresses a bounce says failed (lower-cased), and whether any for good."""
+    temporary, permanent = _failures(raw[:READ])
+    for match in _FAILED_HEADER.finditer(raw, 0, 65536):
         permanent |= {a.strip().lower() for a in match.group(1).decode("latin-1").split(",")
                       if "@" in a}
-    recipients = tuple(sorted(permanent | temporary))
-    return BounceReport(recipients, bool(permanent), tuple(dict.fromkeys(returned)))
+    return tuple(sorted(permanent | temporary)), bool(permanent)
 
 
 def _failures(raw: bytes) -> tuple[set[str], set[str]]:
