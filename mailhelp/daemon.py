@@ -130,7 +130,6 @@ class Service:
         self.sender = SenderProcess(app)
         self.turn = Turns()  # the mailbox, handed-in mail and due jobs, one at a time
         self.server: IngestServer | None = None
-        self.mailbox_pipeline: Pipeline | None = None
 
     def run(self) -> None:
         if threading.current_thread() is threading.main_thread():
