@@ -98,7 +98,6 @@ class HelpdeskConfig:
     # The district's own mail domains: mail claiming one of them must be vouched for by
     # the receiving server ([authentication]) or it is held. Empty: anyone may write.
     requester_domains: tuple[str, ...] = ()
-
     # With requester_domains set, mail from anyone else (not staff): "reply" (one polite
     # answer a day, no ticket, the message to [imap] outsiders_folder), "ignore" (the
     # same without the answer) or "accept" (a ticket as from anyone).
