@@ -7,12 +7,8 @@ ingest``) starts quickly.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 
 from .errors import ConfigError, MailhelpError, UsageError
@@ -112,29 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         handler = COMMANDS[args.command]
         return handler(config, args)
     except MailhelpError as error:
-        print(f"mailhelp: {error}", file=sys.stderr)
+        from .printable import printable
+
+        print(f"mailhelp: {printable(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         return 130
-
-
-@contextmanager
-def _start_up() -> Iterator[None]:
-    """A fresh process's imports and set-up, without the cyclic garbage collector.
-
-    Start-up makes some sixty thousand objects that live as long as the process
-    (SQLAlchemy and the models above all); the collector would walk them again and
-    again while they are made and once more at exit: a quarter of an ingest's time. After
-    start-up they are frozen out of its sight, and it runs as usual on what the work makes.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.freeze()
-            gc.enable()
 
 
 def _setup_logging(config, args) -> None:
@@ -204,7 +183,9 @@ def cmd_check(config, args) -> int:
 def cmd_run(config, args) -> int:
     if args.now and not args.once:
         raise UsageError("--now goes with --once")
-    with _start_up():
+    from .ingest import start_up
+
+    with start_up():
         from .app import App
         from .daemon import run_daemon, run_once
 
@@ -232,107 +213,9 @@ def cmd_run(config, args) -> int:
 
 
 def cmd_ingest(config, args) -> int:
-    # A pipe alias in the mail server runs this once per message: start-up is most of it.
-    messages = []
-    for name in args.files:
-        try:
-            with open(name, "rb") as handle:
-                messages.append(handle.read())
-        except OSError as error:
-            raise UsageError(f"{name}: {error.strerror}") from error
-    if not args.files:
-        messages.append(sys.stdin.buffer.read())
-    if config.ingest.socket:
-        handed = _hand_off(config, messages, config.ingest.socket)
-        if handed is not None:
-            return handed
-    try:
-        return _ingest_here(config, args, messages)
-    except Exception as error:
-        from .db.session import temporary
+    from .ingest import ingest
 
-        if not temporary(error):
-            raise
-        from .handoff import EX_TEMPFAIL
-        from .parse import message_id_of
-
-        # Exit status 75 (EX_TEMPFAIL): the MTA keeps the message and delivers it again;
-        # a copy recorded meanwhile is then a duplicate by its Message-ID.
-        named = ", ".join(message_id_of(raw)[:200] for raw in messages[:3])
-        more = f" and {len(messages) - 3} more" if len(messages) > 3 else ""
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
-        print(f"mailhelp: message {named}{more} not taken: database unavailable "
-              f"({reason[0] if reason else type(error).__name__}); the mail server will "
-              "try again", file=sys.stderr)
-        return EX_TEMPFAIL
-
-
-def _ingest_here(config, args, messages: list[bytes]) -> int:
-    """The messages processed by this process (handed to a lingering one, if any)."""
-    spot = None
-    if args.own_process:  # not a test's call of main(): a fork would copy the test run
-        from .linger import GREETING, spot_for
-
-        spot = spot_for(config)
-        if spot is not None:
-            handed = _hand_off(config, messages, spot.socket, GREETING, quiet=True)
-            if handed is not None:
-                return handed
-    with _start_up():
-        from .app import App, flush_outbox
-        from .pipeline import Arrival
-
-        app = App.create(config)
-        pipeline = app.pipeline()
-    pipeline.sweep()
-    results = pipeline.accept([Arrival(raw, "ingest") for raw in messages])
-    _report_failures((r.raw_id, r.error) for r in results if r.failed)
-    if config.smtp is not None:  # without it the mail stays in the outbox, as flush_outbox does
-        flush_outbox(app)
-    if spot is not None:
-        from .linger import in_a_burst, stay
-
-        if in_a_burst(spot, config.ingest.linger.total_seconds()):
-            stay(app, spot)
-    return 0
-
-
-def _hand_off(config, messages: list[bytes], path: str, greeting: bytes = b"",
-              quiet: bool = False) -> int | None:
-    """The messages given to the running daemon (or a lingering ingest, which greets):
-    the exit status, or None when nobody listens (then this process does the work).
-    ``quiet``: finding nobody is the usual case, not an event to log."""
-    from .handoff import EX_TEMPFAIL, HandOffFailed, NoDaemon, hand_off, handed_size
-
-    largest = max(len(raw) for raw in messages)
-    if largest > handed_size(config):
-        if not quiet:
-            log.info("action=ingest_alone reason=a message of %s bytes is processed here",
-                     largest)
-        return None
-    try:
-        # Besides this user and root, the config's owner may listen: it decides anyway.
-        owner = os.stat(config.path).st_uid if os.path.exists(config.path) else None
-        answers = hand_off(path, messages, greeting=greeting,
-                           trusted=() if owner is None else (owner,))
-    except NoDaemon as error:
-        if not quiet or not error.expected:
-            log.log(logging.INFO if error.expected else logging.WARNING,
-                    "action=ingest_alone reason=%s", error)
-        return None
-    except HandOffFailed as error:
-        # Exit status 75 (EX_TEMPFAIL): the MTA keeps the message and delivers it again.
-        print(f"mailhelp: {error}; the mail server will try again", file=sys.stderr)
-        return EX_TEMPFAIL
-    _report_failures((a.get("raw_id"), a.get("error")) for a in answers
-                     if a.get("state") == "failed")
-    return 0
-
-
-def _report_failures(failures) -> None:
-    for raw_id, error in failures:
-        # Stored all the same: 'mailhelp failed retry' takes it up after a fix.
-        print(f"mailhelp: message {raw_id} failed: {error}", file=sys.stderr)
+    return ingest(config, args.files, own_process=args.own_process)
 
 
 def cmd_tickets(config, args) -> int:
@@ -370,6 +253,7 @@ def cmd_failed(config, args) -> int:
     from .app import App
     from .db.models import RawMessage
     from .db.session import transaction
+    from .printable import printable
     from .views import failed_json, failed_line
 
     app = App.create(config)
@@ -397,7 +281,8 @@ def cmd_failed(config, args) -> int:
         still_failing += result.failed
         if not result.failed:
             recovered.append(raw_id)
-        print(f"{raw_id}: {result.state}" + (f" ({result.error})" if result.failed else ""))
+        print(f"{raw_id}: {result.state}"
+              + (f" ({printable(str(result.error))})" if result.failed else ""))
     from .app import flush_outbox
 
     if recovered and config.imap is not None:
