@@ -121,8 +121,9 @@ def walk_through(config_path: Path, servers, keep: bool) -> int:
         except KeyboardInterrupt:
             pass
     say(f"""
-To run mailhelp on your own help mailbox:
-  cp config.example.toml mailhelp.toml   # fill in [helpdesk], [imap], [smtp], [staff]
+To run mailhelp on your own help mailbox (in the venv: .venv/bin/mailhelp):
+  cp config.example.toml mailhelp.toml   # fill in [helpdesk], [imap], [smtp], [staff],
+                                         # and [authentication] (README: Proving who wrote)
   mailhelp init                          # database and IMAP folders
   mailhelp check                         # tries every connection
   mailhelp run                           # the daemon (deploy/mailhelp.service for systemd)
