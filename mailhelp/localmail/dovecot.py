@@ -170,11 +170,14 @@ class DovecotServer:
         cert_file: Path,
         key_file: Path,
         oauth2_introspection_url: str | None = None,
+        imap_settings: str = "",
     ) -> DovecotServer:
         """Write users file and config; the runtime dir is a fresh world-readable /tmp dir.
 
         ``oauth2_introspection_url``: also take SASL XOAUTH2 and OAUTHBEARER, each token
         checked at that RFC 7662 endpoint (Dovecot's oauth2 passdb, POST mode).
+        ``imap_settings``: the lines of the ``protocol imap`` block instead of the test
+        suites' own (e.g. a connection limit and capabilities of another server's).
         """
         binary = find_dovecot()
         if binary is None:
@@ -211,6 +214,12 @@ class DovecotServer:
             text = text.replace(f"@{name}@", value)
         if oauth2_introspection_url:
             text = _with_oauth2(text, runtime, oauth2_introspection_url)
+        if imap_settings:
+            # A test's own limits and capabilities, to behave like a hosted server.
+            default = "  mail_max_userip_connections = 200\n}"
+            if default not in text:
+                raise LocalMailError("dovecot.conf template: no protocol imap block to change")
+            text = text.replace(default, imap_settings.rstrip("\n") + "\n}", 1)
         config = Path(state_dir) / "dovecot.conf"
         server = cls(config, runtime, host, imap_port, imaps_port, binary)
         config.write_text(text.replace("@INSTANCE@", server.instance))
