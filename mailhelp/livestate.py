@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from .config import Config, ImapConfig
+from .private import desk_file
 from .sources.imap import FolderStatus, ImapMailbox
 
 log = logging.getLogger(__name__)
@@ -30,20 +31,7 @@ STATE_VERSION = 1
 
 def state_path(config: Config) -> str | None:
     """Where the daemon of this config publishes its state (None: nowhere it could)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        url = make_url(config.database.url)
-    except ArgumentError:
-        return None
-    if url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        if not database or database == ":memory:" or database.startswith("file:"):
-            return None
-        return database + "-status.json"
-    directory = config.storage.attachments_dir
-    return os.path.join(directory, "daemon-status.json") if directory else None
+    return desk_file(config, "status.json", "daemon-status.json")
 
 
 def read_state(path: str) -> dict | None:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .oauth2_grants import Token, write_private
+from .private import desk_file
 
 if TYPE_CHECKING:
     from .config import Config
@@ -74,19 +75,7 @@ class TokenHealth:
 
 def health_path(config: Config) -> str | None:
     """Where this config's token health is kept (None: nowhere it could be)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        url = make_url(config.database.url)
-    except ArgumentError:
-        return None
-    if url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        if database and database != ":memory:" and not database.startswith("file:"):
-            return database + "-oauth2.json"
-    directory = config.storage.attachments_dir
-    return os.path.join(directory, "oauth2-token.json") if directory else None
+    return desk_file(config, "oauth2.json", "oauth2-token.json")
 
 
 def read_health(config: Config) -> TokenHealth | None:

@@ -78,3 +78,23 @@ def _narrow_open(descriptor: int, path: str) -> None:
         return
     log.warning("action=private_file_narrowed path=%s mode=%04o now=%04o (others could "
                 "read it)", path, mode, mode & 0o700)
+
+
+def desk_file(config, name: str, shared_name: str) -> str | None:
+    """Where a file of this desk's own goes (its live state, its token's health): beside
+    a SQLite database (``<database>-<name>``), else in ``[storage] attachments_dir``,
+    the one directory every process of a desk shares (``shared_name``). None: nowhere."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(config.database.url)
+    except ArgumentError:
+        return None
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return f"{database}-{name}"
+    directory = config.storage.attachments_dir
+    return os.path.join(directory, shared_name) if directory else None

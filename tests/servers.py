@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,44 @@ def mail(mail_servers_session):
 
 def server_skip_report() -> str:
     return _skipped[0] if _skipped else ""
+
+
+@contextmanager
+def own_servers(users: dict[str, str], purpose: str, relay_options: dict | None = None,
+                **dovecot_options) -> Iterator:
+    """A Dovecot and an SMTP relay of a test module's own, set up otherwise than the
+    shared ones (``dovecot_options``: DovecotServer.create's, ``relay_options``:
+    SmtpRelay's); the LocalMail that reaches them. Without Dovecot: skipped, and a
+    failure in CI."""
+    import tempfile
+
+    from mailhelp.localmail import LocalMail, find_dovecot
+    from mailhelp.localmail._proc import free_port, make_self_signed_cert
+    from mailhelp.localmail.dovecot import DovecotServer
+    from mailhelp.localmail.smtp import LmtpDelivery, SmtpRelay
+
+    if find_dovecot() is None:
+        if IN_CI:
+            pytest.fail(f"CI=true but no Dovecot for the {purpose}", pytrace=False)
+        pytest.skip("Dovecot is not installed")
+    state = Path(tempfile.mkdtemp(prefix="mailhelp-own-", dir="/tmp"))
+    make_self_signed_cert(state / "tls")
+    host = "127.0.0.1"
+    dovecot = DovecotServer.create(
+        state, users, host=host, imap_port=free_port(host), imaps_port=free_port(host),
+        cert_file=state / "tls" / "cert.pem", key_file=state / "tls" / "key.pem",
+        **dovecot_options)
+    dovecot.start()
+    relay = SmtpRelay(users, LmtpDelivery(str(dovecot.lmtp_socket)), host=host,
+                      **(relay_options or {})).start()
+    try:
+        yield LocalMail({
+            "kind": "dovecot", "state_dir": str(state), "imap_host": host,
+            "imap_port": dovecot.imap_port, "imaps_port": dovecot.imaps_port,
+            "smtp_host": host, "smtp_port": relay.port, "users": users,
+            "ca_file": str(state / "tls" / "cert.pem"),
+            "lmtp_socket": str(dovecot.lmtp_socket), "dovecot_config": str(dovecot.config),
+            "dovecot_runtime_dir": str(dovecot.runtime_dir)})
+    finally:
+        relay.stop()
+        dovecot.remove()

@@ -11,21 +11,16 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
 import re
 import stat
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from mailhelp.localmail import LocalMail, find_dovecot
-from mailhelp.localmail._proc import free_port, make_self_signed_cert
-from mailhelp.localmail.dovecot import DovecotServer
 from mailhelp.localmail.oauth2_server import AuthServer
-from mailhelp.localmail.smtp import LmtpDelivery, SmtpRelay
 from tests.helpers import Daemon, mailhelp
+from tests.servers import own_servers
 
 pytestmark = pytest.mark.integration
 
@@ -37,33 +32,14 @@ USERS = dict.fromkeys((HELP, ADMIN, TEACHER, "teacher2@school.test", "tech1@scho
 
 @pytest.fixture(scope="module")
 def oauth2_servers():
-    if find_dovecot() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but no Dovecot for the OAuth 2.0 tests", pytrace=False)
-        pytest.skip("Dovecot is not installed")
     auth = AuthServer().start()
-    state = Path(tempfile.mkdtemp(prefix="mailhelp-oauth2-", dir="/tmp"))
-    make_self_signed_cert(state / "tls")
-    host = "127.0.0.1"
-    dovecot = DovecotServer.create(
-        state, USERS, host=host, imap_port=free_port(host), imaps_port=free_port(host),
-        cert_file=state / "tls" / "cert.pem", key_file=state / "tls" / "key.pem",
-        oauth2_introspection_url=auth.introspection_url)
-    dovecot.start()
-    relay = SmtpRelay(USERS, LmtpDelivery(str(dovecot.lmtp_socket)), host=host,
-                      oauth2_introspection_url=auth.introspection_url).start()
-    servers = LocalMail({
-        "kind": "dovecot", "state_dir": str(state), "imap_host": host,
-        "imap_port": dovecot.imap_port, "imaps_port": dovecot.imaps_port,
-        "smtp_host": host, "smtp_port": relay.port, "users": USERS,
-        "ca_file": str(state / "tls" / "cert.pem"), "lmtp_socket": str(dovecot.lmtp_socket),
-        "dovecot_config": str(dovecot.config), "dovecot_runtime_dir": str(dovecot.runtime_dir)})
-    servers.auth = auth
     try:
-        yield servers
+        with own_servers(USERS, "OAuth 2.0 tests",
+                         {"oauth2_introspection_url": auth.introspection_url},
+                         oauth2_introspection_url=auth.introspection_url) as servers:
+            servers.auth = auth
+            yield servers
     finally:
-        relay.stop()
-        dovecot.remove()
         auth.stop()
 
 

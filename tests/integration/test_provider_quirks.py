@@ -5,17 +5,10 @@ own plays such a server here: one connection per user and address, no MOVE."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import pytest
 
-from mailhelp.localmail import LocalMail, find_dovecot
-from mailhelp.localmail._proc import free_port, make_self_signed_cert
-from mailhelp.localmail.dovecot import DovecotServer
-from mailhelp.localmail.smtp import LmtpDelivery, SmtpRelay
 from tests.helpers import Daemon, mailhelp, write_config
+from tests.servers import own_servers
 
 pytestmark = pytest.mark.integration
 
@@ -30,30 +23,9 @@ WITHOUT_MOVE = ("IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT LITERAL+ 
 
 @pytest.fixture(scope="module")
 def hosted():
-    if find_dovecot() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but no Dovecot for the hosted-server tests", pytrace=False)
-        pytest.skip("Dovecot is not installed")
-    state = Path(tempfile.mkdtemp(prefix="mailhelp-hosted-", dir="/tmp"))
-    make_self_signed_cert(state / "tls")
-    host = "127.0.0.1"
-    dovecot = DovecotServer.create(
-        state, USERS, host=host, imap_port=free_port(host), imaps_port=free_port(host),
-        cert_file=state / "tls" / "cert.pem", key_file=state / "tls" / "key.pem",
-        imap_settings=f"  mail_max_userip_connections = 1\n  imap_capability = {WITHOUT_MOVE}")
-    dovecot.start()
-    relay = SmtpRelay(USERS, LmtpDelivery(str(dovecot.lmtp_socket)), host=host).start()
-    servers = LocalMail({
-        "kind": "dovecot", "state_dir": str(state), "imap_host": host,
-        "imap_port": dovecot.imap_port, "imaps_port": dovecot.imaps_port,
-        "smtp_host": host, "smtp_port": relay.port, "users": USERS,
-        "ca_file": str(state / "tls" / "cert.pem"), "lmtp_socket": str(dovecot.lmtp_socket),
-        "dovecot_config": str(dovecot.config), "dovecot_runtime_dir": str(dovecot.runtime_dir)})
-    try:
+    settings = f"  mail_max_userip_connections = 1\n  imap_capability = {WITHOUT_MOVE}"
+    with own_servers(USERS, "hosted-server tests", imap_settings=settings) as servers:
         yield servers
-    finally:
-        relay.stop()
-        dovecot.remove()
 
 
 def request(n: int) -> bytes:
