@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.utils import getaddresses
 from enum import StrEnum
 
 MICROSOFT365 = "microsoft365"  # the pseudo authserv-id for Exchange Online's headers
@@ -50,6 +51,11 @@ def check(raw: bytes, sender: str, trusted_ids: tuple[str, ...]) -> Verdict:
         return Verdict(UNKNOWN, "no trusted authserv-id configured")
     domain = sender.rpartition("@")[2].lower()
     fields = header_fields(raw)
+    senders = [v for n, v in fields if n == "from"]
+    if len(senders) != 1 or len(getaddresses(senders)) != 1:
+        # DKIM signs the last From: of several, the desk reads the first: a From: put on
+        # top of a genuinely signed mail would borrow its pass.
+        return Verdict(FAILED, "not exactly one address in exactly one From: header")
     if MICROSOFT365 in trusted_ids:
         verdict = _exchange(fields, sender, domain)
         if verdict is not None:
@@ -148,10 +154,11 @@ def judge(results: Results, sender: str, domain: str) -> Verdict:
 
 
 def aligned(value: str, domain: str) -> bool:
-    """Relaxed alignment: the same domain, or one a subdomain of the other."""
+    """Relaxed alignment: the same domain, or one a subdomain of the other (a parent of
+    at least two labels: never a bare top-level domain)."""
     value = value.rpartition("@")[2].lower().strip()
     return bool(value) and (value == domain or value.endswith("." + domain)
-                            or domain.endswith("." + value))
+                            or ("." in value and domain.endswith("." + value)))
 
 
 def _exchange(fields: list[tuple[str, str]], sender: str, domain: str) -> Verdict | None:

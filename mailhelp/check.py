@@ -229,7 +229,7 @@ def _templates(config: Config) -> str:
         "error": "#asign tech@example.org: unknown command",
         "commands": ["#resolve  resolve; the requester is told"],
         "reason": "dmarc=fail",
-        "subject": "Question about my son's Chromebook", "domains": ["school.test"],
+        "domains": ["school.test"],
         "problem": "the template ack in /etc/mailhelp/templates fails",
         "detail": "template ack.txt.j2 line 2: 'ticket' is undefined", "key": "template:ack",
         "automatic": False,

@@ -47,6 +47,16 @@ def greeting_name(name: str | None) -> str:
     return words[0]
 
 
+_LINK = re.compile(r"(?i)\b(?:[a-z][a-z0-9+.-]{1,20}://|www\.)\S+")
+
+
+def without_links(text: str) -> str:
+    """A subject as automatic mail repeats it to anyone but staff: links become
+    "[link]" (a forged request's subject would otherwise come back from the district's
+    own address, DKIM-signed, carrying a phishing link)."""
+    return _LINK.sub("[link]", text)
+
+
 def addressed(person) -> Address:
     """A person as the To: line of automatic mail names them."""
     return Address(greeting_name(person.name), person.address)
@@ -75,7 +85,9 @@ def variables(config: Config, ticket: Ticket, for_staff: bool = False, **extra) 
     base = {
         "helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
         "tag": subject_tag(config, ticket.id),
-        "ticket": {"id": ticket.id, "subject": _line(ticket.subject), "status": ticket.status,
+        "ticket": {"id": ticket.id, "status": ticket.status,
+                   "subject": _line(ticket.subject) if for_staff
+                   else without_links(_line(ticket.subject)),
                    "priority": ticket.priority,
                    "linked_ticket": ticket.linked_ticket_id, "held": ticket.held or ""},
         "linked_tag": subject_tag(config, ticket.linked_ticket_id) if ticket.linked_ticket_id

@@ -61,7 +61,6 @@ def _answer(tx: Session, config: Config, inbound: Inbound, now: datetime) -> str
 
     rendered = render("outsider", {
         "helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
-        "subject": " ".join(inbound.subject.split()) or "(no subject)",
         "domains": list(config.helpdesk.requester_domains)},
         config.templates.dir, branding.brand(config))
     unticketed.enqueue(tx, config, "outsider", Address("", sender.address), rendered, now,

@@ -34,8 +34,11 @@ def desk_key(tx: Session) -> bytes:
     if found is None:
         value = tx.scalar(select(Key.value).where(Key.name == "signing"))
         if value is None:
+            # Kept only once it is committed (read back next time): this transaction may
+            # yet roll back, and the mail it signs with it goes then too.
             value = secrets.token_hex(32)
             tx.execute(insert(Key).values(name="signing", value=value))
+            return bytes.fromhex(value)
         found = _KEYS[url] = bytes.fromhex(value)
     return found
 

@@ -378,8 +378,7 @@ def _bounce(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, reason: st
     report = bounces.analyse(raw.raw, signing.desk_key(tx), helpdesk.address, delivered)
     returned = list(tx.scalars(select(Outbox).where(Outbox.message_id.in_(report.returned_ids))
                                .order_by(Outbox.id))) if report.returned_ids else []
-    ticket = tx.get(Ticket, returned[0].ticket_id) if returned else None
-    if ticket is None:
+    if not returned:
         log.warning("message=%s action=bounce_dropped reason=not a bounce of our mail "
                     "(no signed return path or Message-ID)", inbound.message_id)
         return Outcome("ignored", detail=f"{reason}; not a bounce of our mail")
@@ -387,12 +386,22 @@ def _bounce(tx: Session, ctx: Context, inbound: Inbound, raw: Stored, reason: st
     failed = [r for r in report.recipients if r in sent_to]
     for row in returned:
         row.status, row.last_error = "bounced", f"bounced: {', '.join(failed) or reason}"
+    ticket_id = next((row.ticket_id for row in returned if row.ticket_id), None)
     if failed and report.permanent:
         until = now + ctx.config.limits.bounce_suppression
+        why = f"bounce on #{ticket_id}" if ticket_id else "bounce"
         for address in failed:
-            tx.add(Suppression(address=address, until=until, reason=f"bounce on #{ticket.id}",
-                               created_at=now))
+            tx.add(Suppression(address=address, until=until, reason=why, created_at=now))
         forget_limits(tx)
+    ticket = tx.get(Ticket, ticket_id) if ticket_id else None
+    if ticket is None:
+        # Mail of no ticket's (an outsider's answer, an alert): marked, and the address
+        # rests; there is no ticket to note it on.
+        log.warning("message=%s action=bounce recipients=%s returned=%s ticket=-",
+                    inbound.message_id, ",".join(failed) or "-",
+                    ",".join(str(r.id) for r in returned))
+        return Outcome("ignored", detail=f"bounce of mail without a ticket: "
+                                          f"{', '.join(failed) or reason}")
     _record(tx, ctx, ticket, inbound, raw, "bounce", "bounce", inbound.text, now)
     event(tx, ticket, now, "system", "bounced",
           f"{', '.join(failed) or 'unknown recipient'} ({', '.join(r.kind for r in returned)})")

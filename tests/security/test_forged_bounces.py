@@ -99,3 +99,13 @@ def test_a_large_forged_bounce_is_not_read(make_desk):
     result = desk.send(huge)
     assert time.monotonic() - started < 2
     assert result.state == "ignored" and desk.rows(Suppression) == []
+
+
+def test_a_bounce_of_the_outsider_answer_rests_that_address(make_desk):
+    desk = make_desk('[helpdesk]\nrequester_domains = ["school.test"]\n')
+    desk.send(mail(sender="gone@gmail.test", subject="Hello"))
+    [answer] = desk.rows(Outbox, Outbox.kind == "outsider")
+    result = desk.send(dsn(answer.mail_from, ["gone@gmail.test"], "Subject: x"))
+    assert result.state == "ignored" and "without a ticket" in result.outcome.detail
+    assert [s.address for s in desk.rows(Suppression)] == ["gone@gmail.test"]
+    assert desk.rows(Outbox, Outbox.id == answer.id)[0].status == "bounced"

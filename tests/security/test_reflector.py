@@ -73,3 +73,24 @@ def test_automatic_mail_never_repeats_a_display_name(make_desk):
     desk.send(mail(sender="Jane Q. Teacher <teacher1@school.test>", subject="Other"))
     ack = desk.rows(Outbox, Outbox.kind == "ack")[-1]
     assert b"Hello Jane," in ack.mail and b"Jane Q. Teacher" not in ack.mail
+
+
+def test_a_forged_subject_comes_back_without_its_links(make_desk):
+    # With nothing to verify against (the default), a request is answered: its links
+    # are not.
+    desk = make_desk()
+    desk.send(mail(sender="teacher1@school.test",
+                   subject="Your mailbox is full - log in at https://evil.example/owa"))
+    [ack] = desk.rows(Outbox, Outbox.kind == "ack")
+    assert b"evil.example" not in ack.mail and b"[link]" in ack.mail
+    # Staff see the subject as it came.
+    [note] = desk.rows(Outbox, Outbox.kind == "notification")[:1]
+    assert b"evil.example" in note.mail
+
+
+def test_the_outsider_answer_repeats_nothing_of_theirs(make_desk):
+    desk = make_desk('[helpdesk]\nrequester_domains = ["school.test"]\n')
+    desk.send(mail(sender=f"{PHISHING_NAME} <victim@gmail.test>",
+                   subject="Password expires today - https://evil.example"))
+    [answer] = desk.rows(Outbox, Outbox.kind == "outsider")
+    assert b"evil.example" not in answer.mail and b"expires" not in answer.mail

@@ -142,3 +142,19 @@ def test_trust_is_a_failing_check(tmp_path, database_url):
                            '[authentication]\nunauthenticated_staff = "trust"\n')
     assert not _authentication(trusting).ok
     assert _authentication(desk_config(tmp_path, database_url, TRUSTED)).ok
+
+
+def test_a_from_put_on_top_of_a_signed_mail_borrows_nothing():
+    # DKIM signs the last of several From: lines; the desk reads the first.
+    raw = mail(sender="Tech <tech1@school.test>",
+               headers="Authentication-Results: mx.school.test; dkim=pass header.d=school.test"
+                       "\n").replace(b"\nTo:", b"\nFrom: someone@attacker.test\nTo:", 1)
+    assert check(raw, "tech1@school.test", ("mx.school.test",)).status == FAILED
+    two = mail(sender="tech1@school.test, someone@attacker.test", headers=SERVER_PASS)
+    assert check(two, "tech1@school.test", ("mx.school.test",)).status == FAILED
+
+
+def test_a_top_level_domain_is_no_alignment():
+    bare = "Authentication-Results: mx.school.test; dkim=pass header.d=test\n"
+    raw = mail(sender="tech1@school.test", headers=bare)
+    assert check(raw, "tech1@school.test", ("mx.school.test",)).status == FAILED
