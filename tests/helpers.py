@@ -121,12 +121,12 @@ def mailhelp(config: Path, *args: str, stdin: bytes | None = None,
 class Daemon:
     """``mailhelp run`` in the background; its log is kept for assertions."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = config.parent / "daemon.log"
         self.log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mailhelp", "--config", str(config), "run"],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=config.parent)
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=config.parent, env=env)
 
     def wait_for_log(self, text: str, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout

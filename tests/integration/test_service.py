@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import mailhelp, write_config
+from tests.helpers import Daemon, mailhelp, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -68,31 +68,17 @@ class Manager:
         self.socket.close()
 
 
-class Service:
+class Service(Daemon):
     """`mailhelp run` started the way systemd starts a Type=notify unit."""
 
     def __init__(self, config: Path, manager: Manager, watchdog_usec: int = 0) -> None:
-        self.log_path = config.parent / "daemon.log"
-        self.log = self.log_path.open("wb")
         env = {**os.environ, "NOTIFY_SOCKET": manager.name}
         if watchdog_usec:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mailhelp", "--config", str(config), "run"],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=config.parent, env=env)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        super().__init__(config, env)
 
     def wait_for_log(self, text: str, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            if self.process.poll() is not None:
-                raise AssertionError(f"daemon exited {self.process.returncode}:\n"
-                                     f"{self.output()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not in the daemon's log:\n{self.output()}")
-            time.sleep(0.05)
+        super().wait_for_log(text, timeout)
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
@@ -100,15 +86,7 @@ class Service:
     def terminate(self) -> float:
         """SIGTERM; the seconds it took to exit (it must exit 0)."""
         started = time.monotonic()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-        assert self.process.returncode == 0, self.output()
+        assert self.stop() == 0, self.output()
         return time.monotonic() - started
 
 
