@@ -36,7 +36,7 @@ def census(kind: str, directory: Path, count: int, seed: int) -> tuple[Counter, 
     from mailhelp.config import ImapConfig
     from mailhelp.db.migrate import upgrade
     from mailhelp.db.session import Database as MailhelpDatabase
-    from mailhelp.pipeline import Arrival, Pipeline
+    from mailhelp.service.pipeline import Arrival, Pipeline
 
     database = Database(kind, directory)
     try:

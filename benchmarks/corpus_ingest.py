@@ -42,7 +42,7 @@ def ingest(rows: list[dict[str, str]]) -> tuple[Counter, Counter, Counter, float
     from mailhelp import config as config_module
     from mailhelp.db.migrate import upgrade
     from mailhelp.db.session import Database
-    from mailhelp.pipeline import Arrival, Pipeline
+    from mailhelp.service.pipeline import Arrival, Pipeline
 
     actions, ignored, failed = Counter(), Counter(), Counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,7 +84,7 @@ def ingest(rows: list[dict[str, str]]) -> tuple[Counter, Counter, Counter, float
 def parse_times(rows: list[dict[str, str]]) -> tuple[float, float, str]:
     """(total parse seconds, slowest parse seconds, slowest file) over the corpus."""
     from mailhelp.errors import ParseError
-    from mailhelp.parse import parse
+    from mailhelp.mail.parse import parse
 
     total, worst, worst_path = 0.0, 0.0, ""
     for row in rows:
@@ -139,7 +139,7 @@ def expected_body(expected: dict) -> str:
 
 
 def html_text(html: str) -> str:
-    from mailhelp.parse import html_to_text
+    from mailhelp.mail.parse import html_to_text
 
     # No whitespace at all: converters differ in the spaces around inline elements.
     return re.sub(r"\s+", "", flat(html_to_text(html)))
@@ -158,7 +158,7 @@ def as_bytes(data: object) -> bytes:
 def compare(box: Path, expected: dict) -> dict[str, bool | None]:
     """Per field: True (match), False (mismatch) or None (not applicable)."""
     from mailhelp.errors import ParseError
-    from mailhelp.parse import parse
+    from mailhelp.mail.parse import parse
 
     try:
         inbound = parse(box.read_bytes())

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from mailhelp.quoting import new_text
+from mailhelp.mail.quoting import new_text
 
 CORPUS = Path(os.environ.get("MAILHELP_CORPUS")
               or Path(__file__).resolve().parents[2] / "shared" / "corpus")

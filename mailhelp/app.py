@@ -15,8 +15,8 @@ from .errors import MailhelpError
 
 if TYPE_CHECKING:
     from .config import Config
-    from .pipeline import Pipeline
-    from .smtp import FlushStats, OutboxSender
+    from .delivery.smtp import FlushStats, OutboxSender
+    from .service.pipeline import Pipeline
 
 
 @dataclass
@@ -43,19 +43,19 @@ class App:
 
     # Imported on first use: `mailhelp tickets` needs neither the pipeline nor SMTP.
     def pipeline(self) -> Pipeline:
-        from .pipeline import Pipeline
+        from .service.pipeline import Pipeline
 
         return Pipeline(self.config, self.db, self.clock)
 
     def sender(self) -> OutboxSender:
-        from .smtp import OutboxSender
+        from .delivery.smtp import OutboxSender
 
         return OutboxSender(self.config.require_smtp(), self.db, self.clock,
                             self.config.storage.attachments_dir)
 
 
 def flush_outbox(app: App) -> FlushStats:
-    from .smtp import FlushStats
+    from .delivery.smtp import FlushStats
 
     if app.config.smtp is None:
         return FlushStats()

@@ -90,7 +90,7 @@ def _ingest(config: Config) -> CheckResult:
         return CheckResult("ingest", True, f"{path}: {error.strerror or error} for this user "
                            "(the MTA's pipe user needs access: [ingest] socket_mode)", True)
     else:
-        from .handoff import listener_uid
+        from .service.handoff import listener_uid
 
         uid = listener_uid(probe, path)
     finally:
@@ -107,7 +107,7 @@ def _ingest(config: Config) -> CheckResult:
 def _lingering(config: Config) -> CheckResult:
     """With no daemon to hand mail to: whether a burst's ingests are taken by one that
     stays on (linger.py)."""
-    from .linger import runtime_dir
+    from .service.linger import runtime_dir
 
     linger = config.ingest.linger.total_seconds()
     if linger <= 0:
@@ -169,13 +169,13 @@ def _storage(config: Config) -> CheckResult:
 
 
 def _oauth2(config: Config) -> str:
-    from .oauth2 import check_token
+    from .oauth2.tokens import check_token
 
     return check_token(config)
 
 
 def _imap(config: Config) -> str:
-    from .sources.imap import ImapMailbox, connection_errors
+    from .service.imap import ImapMailbox, connection_errors
 
     imap = config.require_imap()
     mailbox = ImapMailbox(imap)
@@ -196,7 +196,7 @@ def _imap(config: Config) -> str:
 
 
 def _smtp(config: Config) -> str:
-    from .smtp import DeliveryError, SmtpTransport
+    from .delivery.smtp import DeliveryError, SmtpTransport
 
     smtp = config.require_smtp()
     transport = SmtpTransport(smtp)
@@ -216,7 +216,7 @@ def _smtp(config: Config) -> str:
 
 
 def _templates(config: Config) -> str:
-    from .templating import KINDS, render
+    from .delivery.templating import KINDS, render
 
     sample = {
         "helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
@@ -246,7 +246,7 @@ def _templates(config: Config) -> str:
                     "attachments": [{"filename": "photo.jpg", "content_type": "image/jpeg",
                                      "size": 1234}]},
     }
-    from . import branding
+    from .delivery import branding
 
     brand = branding.brand(config)
     for kind in KINDS:

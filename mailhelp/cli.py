@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         handler = COMMANDS[args.command]
         return handler(config, args)
     except MailhelpError as error:
-        from .printable import printable
+        from .mail.printable import printable
 
         print(f"mailhelp: {printable(str(error))}", file=sys.stderr)
         return error.exit_code
@@ -126,7 +126,7 @@ def _setup_logging(config, args) -> None:
     handler: logging.Handler = (logging.FileHandler(config.log.file, delay=True)
                                 if config.log.file else logging.StreamHandler(sys.stderr))
     # One line per event, whatever a message's headers hold (printable.py).
-    from .printable import OneLineFormatter
+    from .mail.printable import OneLineFormatter
 
     handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -155,7 +155,7 @@ def cmd_init(config, args) -> int:
     db.schema_ready()  # a clear one-line error when the database cannot be reached
     init_schema(db, say=print)
     if config.imap is not None:
-        from .sources.imap import ImapMailbox, connection_errors
+        from .service.imap import ImapMailbox, connection_errors
 
         mailbox = ImapMailbox(config.imap)
         try:
@@ -183,11 +183,11 @@ def cmd_check(config, args) -> int:
 def cmd_run(config, args) -> int:
     if args.now and not args.once:
         raise UsageError("--now goes with --once")
-    from .ingest import start_up
+    from .service.ingest import start_up
 
     with start_up():
         from .app import App
-        from .daemon import run_daemon, run_once
+        from .service.daemon import run_daemon, run_once
 
         app = App.create(config, now=args.now)
     if not args.once:
@@ -195,7 +195,7 @@ def cmd_run(config, args) -> int:
         return 0
     from sqlalchemy.exc import OperationalError
 
-    from .sources.imap import connection_errors
+    from .service.imap import connection_errors
 
     try:
         summary = run_once(app)
@@ -213,7 +213,7 @@ def cmd_run(config, args) -> int:
 
 
 def cmd_ingest(config, args) -> int:
-    from .ingest import ingest
+    from .service.ingest import ingest
 
     return ingest(config, args.files, own_process=args.own_process)
 
@@ -222,7 +222,7 @@ def cmd_tickets(config, args) -> int:
     import json
 
     from .app import App
-    from .views import ticket_json, ticket_line, ticket_messages, ticket_query, ticket_text
+    from .web.views import ticket_json, ticket_line, ticket_messages, ticket_query, ticket_text
 
     app = App.create(config)
     with app.db.sessions() as session:
@@ -253,8 +253,8 @@ def cmd_failed(config, args) -> int:
     from .app import App
     from .db.models import RawMessage
     from .db.session import transaction
-    from .printable import printable
-    from .views import failed_json, failed_line
+    from .mail.printable import printable
+    from .web.views import failed_json, failed_line
 
     app = App.create(config)
     if args.action == "list":
@@ -294,7 +294,7 @@ def cmd_failed(config, args) -> int:
 def _refile_recovered(app, raw_ids: list[int]) -> None:
     """Move the mailbox copies of messages that now went through out of the failed folder."""
     from .db.models import RawMessage
-    from .sources.imap import ImapMailbox, connection_errors
+    from .service.imap import ImapMailbox, connection_errors
 
     with app.db.sessions() as session:
         ids = [session.get(RawMessage, i).message_id for i in raw_ids
@@ -359,7 +359,7 @@ def cmd_status(config, args) -> int:
 
 def cmd_serve(config, args) -> int:
     from .app import App
-    from .web import serve
+    from .web.site import serve
 
     app = App.create(config)
     serve(app, args.listen or config.survey.listen)
@@ -367,8 +367,8 @@ def cmd_serve(config, args) -> int:
 
 
 def cmd_oauth2(config, args) -> int:
-    from .oauth2 import mailbox_user
-    from .oauth2_authorize import authorize
+    from .oauth2.authorize import authorize
+    from .oauth2.tokens import mailbox_user
 
     if config.oauth2 is None:
         raise ConfigError("oauth2: section missing (authorize writes its refresh_token_file)")

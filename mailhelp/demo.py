@@ -60,10 +60,10 @@ def run_demo(keep: bool = False, imap_server: str = "auto") -> int:
 def walk_through(config_path: Path, servers, keep: bool) -> int:
     from . import config as config_module
     from .app import App
-    from .daemon import run_daemon
     from .db.migrate import upgrade
     from .db.session import Database
-    from .sources.imap import ImapMailbox
+    from .service.daemon import run_daemon
+    from .service.imap import ImapMailbox
 
     config = config_module.load(config_path)
     upgrade(Database(config.database.url))
@@ -188,7 +188,7 @@ def count_sent(app) -> int:
 
 
 def show_tickets(app) -> None:
-    from .views import ticket_line, ticket_query
+    from .web.views import ticket_line, ticket_query
 
     with app.db.sessions() as session:
         for ticket in session.scalars(ticket_query()):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from .config import Config
-from .livestate import read_state, state_path
+from .service.livestate import read_state, state_path
 
 # A daemon rewrites its state every few seconds while its loop turns; one that has not
 # for this long is gone or stuck (an IMAP command waits [imap] timeout at most).
@@ -73,7 +73,7 @@ def token_health(config: Config) -> dict | None:
     ``ok`` (can a token still be had?), ``expires_at`` (datetime or None), ``detail``
     (one line: the method, or what is wrong), and the record's facts.
     """
-    from .oauth2_health import read_health
+    from .oauth2.health import read_health
 
     health = read_health(config)
     if health is None:

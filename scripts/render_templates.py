@@ -20,8 +20,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
-from mailhelp import check, surveys, templating, web
+from mailhelp import check
 from mailhelp import config as config_module
+from mailhelp.delivery import templating
+from mailhelp.desk import surveys
+from mailhelp.web import site as web
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",

@@ -228,7 +228,7 @@ class Outbox(Base):
     @property
     def mail(self) -> bytes:
         """The complete mail, as the sender sends it."""
-        from ..composer import complete
+        from ..mail.composer import complete
 
         return complete(self.raw, self.body_text, self.body_html)
 

@@ -514,7 +514,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_no_ticket(
     assert raw_states == {"processed": MESSAGES}, f"seed={seed}: raw states {raw_states}"
 
     # Attachments: one per request, recorded once, and the file under its hash is whole.
-    from mailhelp.storage import AttachmentStore
+    from mailhelp.db.storage import AttachmentStore
 
     store = AttachmentStore(tmp_path / "attachments")
     assert sorted((i, h, n) for i, h, n in attachment_rows) == sorted(

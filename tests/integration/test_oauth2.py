@@ -191,7 +191,7 @@ def test_a_token_that_expires_is_refreshed_while_the_daemon_runs(servers, tmp_pa
         daemon.stop()
     assert "oauth2_token_failed" not in daemon.output()
     from mailhelp import config as config_module
-    from mailhelp.oauth2_health import read_health
+    from mailhelp.oauth2.health import read_health
 
     health = read_health(config_module.load(config))
     assert health is not None and not health.degraded and health.method == "refresh_token"
@@ -239,7 +239,7 @@ def test_a_revoked_grant_alarms_the_admin_and_degrades(servers, tmp_path, databa
     assert len(servers.messages(ADMIN)) == 1  # once a day, however many attempts
 
     from mailhelp import config as config_module
-    from mailhelp.oauth2_health import health_path, read_health
+    from mailhelp.oauth2.health import health_path, read_health
 
     loaded = config_module.load(config)
     health = read_health(loaded)

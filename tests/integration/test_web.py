@@ -29,14 +29,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from mailhelp import web
 from mailhelp.app import App
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import Outbox, Survey, Ticket, TicketEvent
 from mailhelp.db.session import Database
-from mailhelp.lifecycle import run_due
-from mailhelp.pipeline import Arrival, Pipeline
-from mailhelp.surveys import sign
+from mailhelp.desk.lifecycle import run_due
+from mailhelp.desk.surveys import sign
+from mailhelp.service.pipeline import Arrival, Pipeline
+from mailhelp.web import site as web
 from tests.helpers import desk_config as base_config
 
 pytestmark = pytest.mark.integration

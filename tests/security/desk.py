@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.session import Database
-from mailhelp.pipeline import Arrival, Pipeline
+from mailhelp.service.pipeline import Arrival, Pipeline
 from tests.helpers import desk_config
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)

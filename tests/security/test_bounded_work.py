@@ -13,7 +13,7 @@ import time
 import pytest
 
 from mailhelp.db.models import Outbox, RawMessage
-from mailhelp.pipeline import Arrival
+from mailhelp.service.pipeline import Arrival
 from tests.security.desk import mail
 from tests.security.worst_inputs import (
     CASES,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import email
 import email.policy
 
-from mailhelp import signing
 from mailhelp.db.models import Message, Outbox, Suppression
+from mailhelp.mail import signing
 from tests.security.desk import mail
 
 

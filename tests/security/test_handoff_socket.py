@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mailhelp import handoff, handoff_server
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.session import Database
-from mailhelp.handoff import NoDaemon, hand_off
-from mailhelp.handoff_server import IngestServer, Turns
-from mailhelp.pipeline import Pipeline
+from mailhelp.service import handoff, handoff_server
+from mailhelp.service.handoff import NoDaemon, hand_off
+from mailhelp.service.handoff_server import IngestServer, Turns
+from mailhelp.service.pipeline import Pipeline
 from tests.helpers import desk_config, mailhelp, write_config
 
 WAIT = 10.0  # seconds any one step may take before the test fails

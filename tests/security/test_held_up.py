@@ -7,9 +7,9 @@ import email
 import email.policy
 from datetime import timedelta
 
-from mailhelp import surveys
 from mailhelp.db.models import Attachment, Message, Outbox, Ticket
-from mailhelp.web import EXPIRED, INVALID, OK, check_link
+from mailhelp.desk import surveys
+from mailhelp.web.site import EXPIRED, INVALID, OK, check_link
 from tests.security.desk import NOW, mail
 
 

@@ -19,8 +19,8 @@ from mailhelp import config as config_module
 from mailhelp.cli import _setup_logging
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.session import Database
-from mailhelp.pipeline import Arrival, Pipeline
-from mailhelp.printable import OneLineFormatter, printable
+from mailhelp.mail.printable import OneLineFormatter, printable
+from mailhelp.service.pipeline import Arrival, Pipeline
 from tests.helpers import mailhelp, write_config
 from tests.security.desk import NOW
 
@@ -79,7 +79,7 @@ def test_printable_escapes_controls_and_keeps_layout_on_request():
 
 def _formatted(message: str, args: tuple, exc_info=None) -> str:
     formatter = OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    record = logging.LogRecord("mailhelp.workflow", logging.INFO, __file__, 1, message, args,
+    record = logging.LogRecord("mailhelp.desk.workflow", logging.INFO, __file__, 1, message, args,
                                exc_info)
     return formatter.format(record)
 
@@ -136,7 +136,7 @@ def test_the_daemons_log_has_one_line_per_event(tmp_path, database_url):
 def test_failed_list_lines_escape_what_the_message_brought():
     from datetime import UTC, datetime
 
-    from mailhelp.views import failed_line
+    from mailhelp.web.views import failed_line
 
     row = SimpleNamespace(id=7, received_at=datetime(2026, 11, 23, tzinfo=UTC),
                           message_id="<a\x9b2J@evil.test>", error="bad\x1b]52;c;eA==\x07")

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mailhelp import web
 from mailhelp.app import App
 from mailhelp.db.session import Database
-from mailhelp.webguard import PER_CLIENT, Limits, client_key, proxies
+from mailhelp.web import site as web
+from mailhelp.web.guard import PER_CLIENT, Limits, client_key, proxies
 from tests.helpers import desk_config
 
 WAIT = 10.0  # seconds any one step may take before the test fails

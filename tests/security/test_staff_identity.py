@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mailhelp.authenticity import FAILED, UNKNOWN, VERIFIED, check
 from mailhelp.db.models import Message, Outbox, Participant, Ticket
+from mailhelp.mail.authenticity import FAILED, UNKNOWN, VERIFIED, check
 from tests.security.desk import (
     SERVER_FAIL,
     SERVER_PASS,

@@ -15,8 +15,8 @@ import tracemalloc
 from sqlalchemy import func, select
 
 from mailhelp.db.models import Attachment, Outbox
-from mailhelp.parse import MAX_PARTS, parse
-from mailhelp.tnef import attachments
+from mailhelp.mail.parse import MAX_PARTS, parse
+from mailhelp.mail.tnef import attachments
 from tests.corpus import CORPUS, corpus_rows, skip_without_corpus
 from tests.security.desk import mail
 from tests.winmail import SIGNATURE, tnef_attribute, tnef_bomb, winmail, with_winmail

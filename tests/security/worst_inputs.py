@@ -39,71 +39,71 @@ def _mail(body: bytes, head: bytes = b"") -> bytes:
 
 
 def _new_text(text: str) -> str:
-    from mailhelp.quoting import new_text
+    from mailhelp.mail.quoting import new_text
 
     return new_text(text) + new_text(text, signature=False)
 
 
 def _html_to_text(html: str) -> str:
-    from mailhelp.parse import html_to_text  # where it was, and still is importable
+    from mailhelp.mail.parse import html_to_text  # where it was, and still is importable
 
     return html_to_text(html)
 
 
 def _reply_of(raw: bytes) -> str:
-    from mailhelp.parse import parse
-    from mailhelp.quoting import new_text_of
+    from mailhelp.mail.parse import parse
+    from mailhelp.mail.quoting import new_text_of
 
     inbound = parse(raw)
     return new_text_of(inbound) + new_text_of(inbound, signature=False)
 
 
 def _parse(raw: bytes) -> object:
-    from mailhelp.parse import parse
+    from mailhelp.mail.parse import parse
 
     return parse(raw)
 
 
 def _drop_html_quotes(html: str) -> object:
-    from mailhelp.quoting import _drop_html_quotes
+    from mailhelp.mail.quoting import _drop_html_quotes
 
     return _drop_html_quotes(html)
 
 
 def _commands(text: str) -> object:
-    from mailhelp.commands import parse
+    from mailhelp.desk.commands import parse
 
     return parse(text)
 
 
 def _survey_answer(text: str) -> object:
-    from mailhelp.surveys import read_answer
+    from mailhelp.desk.surveys import read_answer
 
     return read_answer(text)
 
 
 def _tag(subject: str) -> object:
-    from mailhelp.threading import tag_pattern, ticket_subject
+    from mailhelp.desk.threads import tag_pattern, ticket_subject
 
     return tag_pattern("#{id}").search(subject), ticket_subject(subject, "#{id}")
 
 
 def _classify(raw: bytes) -> object:
-    from mailhelp.classify import classify
-    from mailhelp.parse import parse
+    from mailhelp.mail.classify import classify
+    from mailhelp.mail.parse import parse
 
     return classify(parse(raw), "help@school.test")
 
 
 def _is_thanks(text: str) -> object:
-    from mailhelp.quoting import new_text
-    from mailhelp.workflow import is_thanks
+    from mailhelp.desk.workflow import is_thanks
+    from mailhelp.mail.quoting import new_text
 
     return is_thanks(new_text(text, signature=False))  # what the workflow hands it
 
 
 def _bounce(raw: bytes) -> object:
-    from mailhelp.bounces import analyse
+    from mailhelp.mail.bounces import analyse
 
     if "key" in inspect.signature(analyse).parameters:  # signed return paths (issue 15)
         return analyse(raw, b"k" * 32, "help@school.test")
@@ -111,7 +111,7 @@ def _bounce(raw: bytes) -> object:
 
 
 def _largeparts(raw: bytes) -> object:
-    from mailhelp import largeparts
+    from mailhelp.mail import largeparts
 
     return largeparts.cut(raw)
 
@@ -119,7 +119,7 @@ def _largeparts(raw: bytes) -> object:
 def _decode(data: bytes) -> object:
     import encodings.aliases
 
-    from mailhelp.charsets import codec, decode
+    from mailhelp.mail.charsets import codec, decode
 
     labels = sorted({codec(a) for a in set(encodings.aliases.aliases.values()) if codec(a)})
     return decode(data, "utf-8", labels)
@@ -129,7 +129,7 @@ def _ticket_text(text: str) -> object:
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
-    from mailhelp.views import ticket_text
+    from mailhelp.web.views import ticket_text
 
     now = datetime(2026, 11, 23, tzinfo=UTC)
     person = SimpleNamespace(address=text[:320])
@@ -240,10 +240,11 @@ CASES = [
 def warm_up() -> None:
     """Import what the passes use and build the reply parser: their first use is not
     the pass's cost."""
-    for name in ("parse", "quoting", "workflow", "bounces", "commands", "surveys", "views"):
+    for name in ("mail.parse", "mail.quoting", "desk.workflow", "mail.bounces",
+                 "desk.commands", "desk.surveys", "web.views"):
         __import__(f"mailhelp.{name}")
-    from mailhelp.parse import html_to_text
-    from mailhelp.quoting import new_text
+    from mailhelp.mail.parse import html_to_text
+    from mailhelp.mail.quoting import new_text
 
     new_text("Hi\n\nOn Mon, X wrote:\n> y")
     html_to_text("<p>x</p>")

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from mailhelp.classify import AUTO_REPLY, BOUNCE, HUMAN, LOOP, SPAM, classify
-from mailhelp.parse import parse
+from mailhelp.mail.classify import AUTO_REPLY, BOUNCE, HUMAN, LOOP, SPAM, classify
+from mailhelp.mail.parse import parse
 from tests.corpus import CORPUS, corpus_rows, skip_without_corpus
 
 DATA = Path(__file__).resolve().parents[1] / "data"

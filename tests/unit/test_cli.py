@@ -121,15 +121,17 @@ def test_python_dash_m_and_help():
 # per message), so these stay out of it until a message or a command needs them.
 NOT_FOR_A_PLAIN_NEW_TICKET = (
     "alembic", "uvicorn", "imapclient", "aiosmtplib", "charset_normalizer", "flufl.bounce",
-    "authres", "lxml", "inscriptis", "mailhelp.web", "mailhelp.report", "mailhelp.daemon",
-    "mailhelp.sources.imap", "mailhelp.db.migrate", "mailhelp.check", "mailhelp.demo",
-    "mailhelp.views", "mailhelp.smtp",
+    "authres", "lxml", "inscriptis", "mailhelp.web.site", "mailhelp.report",
+    "mailhelp.service.daemon",
+    "mailhelp.service.imap", "mailhelp.db.migrate", "mailhelp.check", "mailhelp.demo",
+    "mailhelp.web.views", "mailhelp.delivery.smtp",
 )
 NOT_BEFORE_A_MESSAGE = ("jinja2",)
 
 INGEST_AND_LOOK = textwrap.dedent("""
     import gc, json, sys
-    from mailhelp import cli, pipeline
+    from mailhelp import cli
+    from mailhelp.service import pipeline
 
     seen = {}
     sweep = pipeline.Pipeline.sweep
@@ -155,7 +157,7 @@ def test_ingest_imports_only_what_the_message_needs(config):
     assert done.returncode == 0, done.stderr.decode()
     seen = json.loads(done.stdout)
     started, ingested = set(seen["start-up"]), set(seen["ingest"])
-    assert "mailhelp.workflow" in started  # the look was taken after start-up
+    assert "mailhelp.desk.workflow" in started  # the look was taken after start-up
     assert "jinja2" in ingested  # the acknowledgement was rendered
     assert [m for m in NOT_BEFORE_A_MESSAGE if m in started] == []
     assert [m for m in NOT_FOR_A_PLAIN_NEW_TICKET if m in ingested] == []

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailhelp.commands import parse, usage
+from mailhelp.desk.commands import parse, usage
 
 
 def test_commands_on_the_first_lines_are_taken_and_removed():

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailhelp import composer
-from mailhelp.templating import Rendered
+from mailhelp.delivery.templating import Rendered
+from mailhelp.mail import composer
 
 FIELDS = [
     ("From", "Maria García via Springfield SD Help Desk <help@school.test>"),

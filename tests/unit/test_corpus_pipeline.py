@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import RawMessage
 from mailhelp.db.session import Database
-from mailhelp.pipeline import Arrival, Pipeline
+from mailhelp.service.pipeline import Arrival, Pipeline
 from tests.corpus import CORPUS, corpus_rows, skip_without_corpus
 from tests.helpers import desk_config
 

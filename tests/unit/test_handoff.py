@@ -25,10 +25,10 @@ from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import RawMessage, Ticket
 from mailhelp.db.session import Database
 from mailhelp.errors import ConfigError
-from mailhelp.handoff import HandOffFailed, NoDaemon, hand_off
-from mailhelp.handoff_server import IngestServer, Turns
-from mailhelp.linger import GREETING
-from mailhelp.pipeline import Pipeline
+from mailhelp.service.handoff import HandOffFailed, NoDaemon, hand_off
+from mailhelp.service.handoff_server import IngestServer, Turns
+from mailhelp.service.linger import GREETING
+from mailhelp.service.pipeline import Pipeline
 from tests.helpers import desk_config, mailhelp, write_config
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -211,8 +211,9 @@ def test_ingest_through_the_socket_loads_no_database_code(tmp_path, server, pipe
                            "ingest"], input=request(7), capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     loaded = set(json.loads(done.stdout))
-    assert "mailhelp.handoff" in loaded
-    assert {"sqlalchemy", "mailhelp.pipeline", "mailhelp.parse", "jinja2"} & loaded == set()
+    assert "mailhelp.service.handoff" in loaded
+    assert {"sqlalchemy", "mailhelp.service.pipeline", "mailhelp.mail.parse",
+            "jinja2"} & loaded == set()
     assert tickets(pipeline) == 1
 
 
@@ -355,7 +356,7 @@ def test_stopping_removes_only_its_own_socket(tmp_path, pipeline):
 
 
 def test_the_client_opens_a_connection_per_what_one_takes(monkeypatch):
-    from mailhelp import handoff
+    from mailhelp.service import handoff
 
     monkeypatch.setattr(handoff, "MAX_MESSAGES", 2)
     monkeypatch.setattr(handoff, "MAX_BYTES", 10)

@@ -7,7 +7,7 @@ import re
 import time
 import tracemalloc
 
-from mailhelp.htmltext import MAX_DOCUMENT, MAX_PLAIN, html_to_text, plain_text
+from mailhelp.mail.htmltext import MAX_DOCUMENT, MAX_PLAIN, html_to_text, plain_text
 
 
 def test_a_small_table_is_laid_out_in_columns():

@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from mailhelp.authenticity import FAILED, UNKNOWN, VERIFIED, check
-from mailhelp.bounces import failed_recipients
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import Message, Outbox, Suppression, Ticket, TicketEvent
 from mailhelp.db.session import Database
-from mailhelp.pipeline import Arrival, Pipeline
+from mailhelp.mail.authenticity import FAILED, UNKNOWN, VERIFIED, check
+from mailhelp.mail.bounces import failed_recipients
+from mailhelp.service.pipeline import Arrival, Pipeline
 from tests.corpus import CORPUS, corpus_rows, skip_without_corpus
 from tests.helpers import desk_config
 

@@ -9,7 +9,7 @@ import pytest
 
 from mailhelp import config as config_module
 from mailhelp.errors import SourceError
-from mailhelp.sources.imap import ImapMailbox, batches
+from mailhelp.service.imap import ImapMailbox, batches
 
 
 class FakeClient:
@@ -120,7 +120,7 @@ def test_batches():
 
 def test_idle_is_renewed_so_mail_that_raced_it_is_seen(monkeypatch):
     # Mail that lands between the NOOP and IDLE is only reported by DONE.
-    from mailhelp.sources import imap as imap_module
+    from mailhelp.service import imap as imap_module
 
     monkeypatch.setattr(imap_module, "IDLE_RECHECK", 0.3)
     client = FakeClient(idle_responses=[[(b"OK", b"Still here")]] * 5)  # ~0.5 s of quiet

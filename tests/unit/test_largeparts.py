@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailhelp import largeparts
-from mailhelp.parse import Inbound, parse
+from mailhelp.mail import largeparts
+from mailhelp.mail.parse import Inbound, parse
 
 HEAD = (b"From: Jane Teacher <teacher1@school.test>\nTo: help@school.test\n"
         b"Subject: The recording\nMessage-ID: <big@school.test>\nMIME-Version: 1.0\n")

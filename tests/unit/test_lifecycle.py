@@ -13,9 +13,9 @@ from sqlalchemy import select
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import Job, Outbox, Survey, Ticket, TicketEvent
 from mailhelp.db.session import Database
-from mailhelp.lifecycle import run_due
-from mailhelp.pipeline import Arrival, Pipeline
-from mailhelp.surveys import read_answer, sign, verify
+from mailhelp.desk.lifecycle import run_due
+from mailhelp.desk.surveys import read_answer, sign, verify
+from mailhelp.service.pipeline import Arrival, Pipeline
 from tests.helpers import desk_config
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mailhelp import config as config_module
-from mailhelp.linger import helper_key, runtime_dir, spot_for
+from mailhelp.service.linger import helper_key, runtime_dir, spot_for
 from tests.helpers import mailhelp, write_config
 from tests.unit.test_handoff import request
 

@@ -16,9 +16,9 @@ import pytest
 from mailhelp import config as config_module
 from mailhelp.errors import ConfigError
 from mailhelp.localmail.oauth2_server import AuthServer
-from mailhelp.oauth2 import TokenSource, check_token, imap_login, smtp_login
-from mailhelp.oauth2_grants import TokenError, TokenRevoked, jwt_expiry
-from mailhelp.oauth2_health import read_health
+from mailhelp.oauth2.grants import TokenError, TokenRevoked, jwt_expiry
+from mailhelp.oauth2.health import read_health
+from mailhelp.oauth2.tokens import TokenSource, check_token, imap_login, smtp_login
 
 USER = "help@school.test"
 

@@ -15,9 +15,9 @@ import pytest
 from mailhelp import config as config_module
 from mailhelp.errors import UsageError
 from mailhelp.localmail.oauth2_server import AuthServer
-from mailhelp.oauth2 import TokenSource
-from mailhelp.oauth2_authorize import authorize, device_url
-from mailhelp.oauth2_grants import TokenError
+from mailhelp.oauth2.authorize import authorize, device_url
+from mailhelp.oauth2.grants import TokenError
+from mailhelp.oauth2.tokens import TokenSource
 
 USER = "help@school.test"
 

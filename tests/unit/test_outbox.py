@@ -7,12 +7,12 @@ import email.policy
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
-from mailhelp import composer
 from mailhelp import config as config_module
-from mailhelp.notices import variables
-from mailhelp.outbox import Draft, header_block
-from mailhelp.parse import Address
-from mailhelp.templating import render as render_template
+from mailhelp.delivery.outbox import Draft, header_block
+from mailhelp.delivery.templating import render as render_template
+from mailhelp.desk.notices import variables
+from mailhelp.mail import composer
+from mailhelp.mail.parse import Address
 
 CONFIG = config_module.loads('[helpdesk]\nname = "Help <Desk>"\naddress = "help@school.test"\n')
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -71,7 +71,7 @@ def test_what_waits_to_be_written_goes_with_a_rollback(tmp_path):
     from mailhelp.db.migrate import upgrade
     from mailhelp.db.models import Person, Ticket, TicketEvent
     from mailhelp.db.session import Database
-    from mailhelp.tickets import event
+    from mailhelp.desk.tickets import event
 
     db = Database(f"sqlite:///{tmp_path / 'rollback.db'}")
     upgrade(db)

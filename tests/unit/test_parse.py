@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailhelp.errors import ParseError
-from mailhelp.parse import Address, message_id_of, parse
+from mailhelp.mail.parse import Address, message_id_of, parse
 from tests.corpus import CORPUS, raw_messages, skip_without_corpus
 from tests.winmail import tnef_attribute, winmail
 
@@ -210,7 +210,7 @@ def test_sender_falls_back_to_reply_to_and_bare_names():
 
 
 def test_missing_or_garbage_date_is_none_and_classify_copes():
-    from mailhelp.classify import classify
+    from mailhelp.mail.classify import classify
 
     for header in (b"", b"Date: yesterday-ish\n", b"Date: Mon, 1 Jan 99999 00:00:00 +0000\n",
                    b"Date: Fri, 31 Dec 9999 23:59:59 -2359\n"):  # past year 9999 in UTC

@@ -15,10 +15,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailhelp.charsets import decode, header_text
-from mailhelp.classify import classify
 from mailhelp.errors import ParseError
-from mailhelp.parse import Inbound, parse
+from mailhelp.mail.charsets import decode, header_text
+from mailhelp.mail.classify import classify
+from mailhelp.mail.parse import Inbound, parse
 from tests.corpus import CORPUS, corpus_rows
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -22,7 +22,7 @@ from mailhelp.db.models import (
     TicketEvent,
 )
 from mailhelp.db.session import Database
-from mailhelp.pipeline import Arrival, Pipeline
+from mailhelp.service.pipeline import Arrival, Pipeline
 from tests.helpers import desk_config
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -275,7 +275,7 @@ def test_a_ticket_named_twice_in_a_batch_keeps_its_messages_in_order(pipeline):
 def test_one_message_failing_in_a_batch_fails_alone(pipeline, monkeypatch, caplog):
     # The batch's transaction is undone; each message is done again on its own, so the
     # others are processed and only the one at fault goes to the failed folder.
-    from mailhelp import workflow as module
+    from mailhelp.desk import workflow as module
 
     real_apply = module.apply
 
@@ -330,7 +330,7 @@ def test_pipelines_at_once_never_hand_out_a_number_twice(pipeline):
 def test_a_big_message_is_applied_alone_and_in_its_place(pipeline, monkeypatch):
     # A big request (photos of the broken projector) and the teacher's follow-up in the
     # same batch: the request has a transaction to itself, and still comes first.
-    from mailhelp import pipeline as module
+    from mailhelp.service import pipeline as module
 
     monkeypatch.setattr(module, "ALONE_ABOVE", 1000)
     request = mail(message_id="<big@school.test>", extra="X-Padding: " + "p" * 2000 + "\n")
@@ -350,8 +350,8 @@ def test_a_replys_new_text_is_worked_out_before_the_transaction(pipeline, monkey
     # slowest pure stage after parsing, must not run in there.
     from contextlib import contextmanager
 
-    from mailhelp import pipeline as module
-    from mailhelp import quoting
+    from mailhelp.mail import quoting
+    from mailhelp.service import pipeline as module
 
     pipeline.accept([Arrival(mail(), "test")])
     inside, cuts = [False], []

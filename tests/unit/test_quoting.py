@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailhelp.parse import parse
-from mailhelp.quoting import new_text, new_text_of
+from mailhelp.mail.parse import parse
+from mailhelp.mail.quoting import new_text, new_text_of
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -77,7 +77,7 @@ def test_two_spaces_after_a_dash_are_no_signature():
 
 
 def test_a_reply_longer_than_the_library_reads_is_cut_where_it_finds_quotes():
-    from mailhelp.quoting import LIBRARY_TEXT
+    from mailhelp.mail.quoting import LIBRARY_TEXT
 
     quote = "\n\nOn Mon, Nov 23, 2026 at 8:12 AM Help Desk <help@school.test> wrote:\n"
     text = "Fixed, thanks." + quote + "> old line\n" * LIBRARY_TEXT
@@ -85,7 +85,7 @@ def test_a_reply_longer_than_the_library_reads_is_cut_where_it_finds_quotes():
 
 
 def test_a_long_reply_without_quotes_in_what_is_read_is_kept_whole():
-    from mailhelp.quoting import SOURCE_TEXT
+    from mailhelp.mail.quoting import SOURCE_TEXT
 
     text = "A pasted log:\n" + "line of output\n" * (SOURCE_TEXT // 10)
     assert new_text(text) == text.strip("\n")
@@ -94,7 +94,7 @@ def test_a_long_reply_without_quotes_in_what_is_read_is_kept_whole():
 
 
 def test_the_new_text_of_a_message_is_worked_out_once(monkeypatch):
-    from mailhelp import quoting
+    from mailhelp.mail import quoting
 
     inbound = parse(b"From: a@x.test\nSubject: Re: x\n\nFixed.\n\nOn Mon, X <h@x.test> "
                     b"wrote:\n> old\n")

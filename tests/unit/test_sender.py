@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from mailhelp.sender import _flush
-from mailhelp.smtp import FlushStats
+from mailhelp.delivery.sender import _flush
+from mailhelp.delivery.smtp import FlushStats
 
 
 class SlowSender:

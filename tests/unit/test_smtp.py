@@ -15,10 +15,10 @@ from sqlalchemy import select
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import Outbox, TicketEvent
 from mailhelp.db.session import Database, WriteTurn, transaction
+from mailhelp.delivery.smtp import OutboxSender, SentJournal
 from mailhelp.errors import ConfigError
 from mailhelp.localmail import free_port
-from mailhelp.pipeline import Arrival, Pipeline
-from mailhelp.smtp import OutboxSender, SentJournal
+from mailhelp.service.pipeline import Arrival, Pipeline
 from tests.helpers import desk_config
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)

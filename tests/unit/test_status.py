@@ -16,9 +16,9 @@ from mailhelp import status as status_module
 from mailhelp.cli import main
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.session import Database
-from mailhelp.livestate import LiveState, MailboxRecord, read_state, state_path
-from mailhelp.pipeline import Arrival, Pipeline
-from mailhelp.sdnotify import Notifier
+from mailhelp.service.livestate import LiveState, MailboxRecord, read_state, state_path
+from mailhelp.service.pipeline import Arrival, Pipeline
+from mailhelp.service.sdnotify import Notifier
 from tests.helpers import desk_config
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -119,7 +119,7 @@ def test_a_revoked_token_is_degraded(desk, monkeypatch):
 
 
 def test_a_token_the_provider_revoked_is_read_from_the_sign_in_record(tmp_path, database_url):
-    from mailhelp import oauth2_health
+    from mailhelp.oauth2 import health as oauth2_health
 
     desk = Desk(tmp_path, database_url, '[smtp]\nhost = "127.0.0.1"\nusername = "help"\n'
                 'auth = "oauth2"\n[oauth2]\ntoken_command = "echo token"\n')

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailhelp.storage import AttachmentStore, safe_filename
+from mailhelp.db.storage import AttachmentStore, safe_filename
 
 
 @pytest.mark.parametrize(("name", "expected"), [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mailhelp import templating
+from mailhelp.delivery import templating
 
 
 @pytest.fixture

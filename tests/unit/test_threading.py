@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailhelp.parse import parse
-from mailhelp.threading import (
+from mailhelp.desk.threads import (
     PLUS_ADDRESS,
     REFERENCES,
     SUBJECT_TAG,
@@ -11,6 +10,7 @@ from mailhelp.threading import (
     is_help_address,
     ticket_subject,
 )
+from mailhelp.mail.parse import parse
 
 HELP = "help@school.test"
 

@@ -1,0 +1,206 @@
+"""Staff commands: ``#resolve``, ``#assign ADDRESS``... on the first lines of a staff reply.
+
+Parsing is pure: text in, commands and the remaining text out. Each command is one
+small function in COMMANDS; workflow.py runs them inside its transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from ..db.models import Ticket
+
+PRIORITIES = ("low", "normal", "high", "urgent")
+# Bounds on what a reply can make the parser do (its address pattern backtracks:
+# an argument of 20,000 dots took 2.8 s).
+MAX_COMMANDS = 50  # command lines in one reply
+MAX_ARGUMENT = 330  # characters: an address has at most 320, and brackets
+LOOKED_AT = 1000  # lines from the top where commands may stand
+_SHOWN = 200  # characters of a bad line quoted back in an error
+_LINE = re.compile(r"^#([a-z]+)\b\s*(.*)$", re.I)
+_ADDRESS = re.compile(r"^<?([^<>\s@]+@[^<>\s@]+\.[^<>\s@]+)>?$")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    argument: str
+    line: str
+
+
+@dataclass(frozen=True)
+class Parsed:
+    commands: tuple[Command, ...]
+    text: str  # what is left to relay
+    error: str = ""  # the first bad line and what is wrong with it
+
+    @property
+    def internal(self) -> bool:
+        return any(c.name == "note" for c in self.commands)
+
+
+@dataclass
+class Effects:
+    """What the commands did, for the workflow to follow up (mail, log)."""
+
+    resolved: bool = False
+    status_set: bool = False
+    released: bool = False
+    changes: list[str] | None = None
+
+    def record(self, change: str) -> None:
+        self.changes = [*(self.changes or []), change]
+
+
+@dataclass(frozen=True)
+class Env:
+    """What a command may use: the transaction, the ticket, who sent it, and helpers."""
+
+    tx: Session
+    ticket: Ticket
+    actor: str
+    now: datetime
+    is_staff: Callable[[str], bool]
+    set_status: Callable[[str], None]
+    add_participant: Callable[[str], None]
+    remove_participant: Callable[[str], bool]
+    assign: Callable[[str], None]
+
+
+def parse(text: str) -> Parsed:
+    """Commands are the lines starting with ``#`` before any other text."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    commands = []
+    index = 0
+    while index < min(len(lines), LOOKED_AT):
+        line = lines[index].strip()
+        if not line:
+            index += 1
+            continue
+        match = _LINE.match(line)
+        if not match:
+            break
+        name, argument = match.group(1).lower(), match.group(2).strip()
+        problem = _check(name, argument)
+        if not problem and len(commands) == MAX_COMMANDS:
+            problem = f"more than {MAX_COMMANDS} commands"
+        if problem:
+            shown = line if len(line) <= _SHOWN else line[:_SHOWN] + "..."
+            return Parsed(tuple(commands), "", f"{shown}: {problem}")
+        commands.append(Command(name, argument, line))
+        index += 1
+    return Parsed(tuple(commands), "\n".join(lines[index:]).strip("\n"))
+
+
+def _check(name: str, argument: str) -> str:
+    spec = COMMANDS.get(name)
+    if spec is None:
+        return "unknown command"
+    if spec.argument == "" and argument:
+        return f"#{name} takes no argument"
+    if spec.argument == "ADDRESS" and (len(argument) > MAX_ARGUMENT
+                                       or not _ADDRESS.match(argument)):
+        return f"#{name} needs an email address"
+    if spec.argument == "LEVEL" and argument.lower() not in PRIORITIES:
+        return f"#{name} needs one of {', '.join(PRIORITIES)}"
+    return ""
+
+
+def address_of(argument: str) -> str:
+    return _ADDRESS.match(argument).group(1).lower()
+
+
+def usage() -> list[str]:
+    return [f"#{name}" + (f" {spec.argument}" if spec.argument else "") + f"  {spec.help}"
+            for name, spec in COMMANDS.items()]
+
+
+def run(command: Command, env: Env, effects: Effects) -> str:
+    """Run one command; return an error to report, or ''."""
+    return COMMANDS[command.name].function(command.argument, env, effects)
+
+
+# One small function per command -------------------------------------------------------
+
+def _status(status: str) -> Callable[[str, Env, Effects], str]:
+    def command(_argument: str, env: Env, effects: Effects) -> str:
+        env.set_status(status)
+        effects.status_set = True
+        effects.resolved = effects.resolved or status == "resolved"
+        effects.record(f"status {status}")
+        return ""
+    return command
+
+
+def _assign(argument: str, env: Env, effects: Effects) -> str:
+    address = address_of(argument)
+    if not env.is_staff(address):
+        return f"#assign {argument}: {address} is not a staff address"
+    env.assign(address)
+    effects.record(f"assigned to {address}")
+    return ""
+
+
+def _priority(argument: str, env: Env, effects: Effects) -> str:
+    env.ticket.priority = argument.lower()
+    effects.record(f"priority {argument.lower()}")
+    return ""
+
+
+def _note(_argument: str, _env: Env, effects: Effects) -> str:
+    effects.record("internal note")
+    return ""
+
+
+def _cc(argument: str, env: Env, effects: Effects) -> str:
+    address = address_of(argument)
+    if env.is_staff(address):
+        return f"#cc {argument}: staff see every ticket already"
+    env.add_participant(address)
+    effects.record(f"participant {address} added")
+    return ""
+
+
+def _uncc(argument: str, env: Env, effects: Effects) -> str:
+    address = address_of(argument)
+    if not env.remove_participant(address):
+        return f"#uncc {argument}: {address} is not a participant of this ticket"
+    effects.record(f"participant {address} removed")
+    return ""
+
+
+def _release(_argument: str, env: Env, effects: Effects) -> str:
+    if not env.ticket.held:
+        return "#release: this ticket is not held"
+    env.ticket.held = None
+    effects.released = True
+    effects.record("released")
+    return ""
+
+
+@dataclass(frozen=True)
+class Spec:
+    function: Callable[[str, Env, Effects], str]
+    argument: str  # "", "ADDRESS" or "LEVEL"
+    help: str
+
+
+COMMANDS: dict[str, Spec] = {
+    "resolve": Spec(_status("resolved"), "", "resolve; the requester is told"),
+    "close": Spec(_status("closed"), "", "close without telling the requester"),
+    "pending": Spec(_status("pending"), "", "waiting on the requester"),
+    "open": Spec(_status("open"), "", "reopen / mark as being worked on"),
+    "assign": Spec(_assign, "ADDRESS", "assign to a staff member"),
+    "priority": Spec(_priority, "LEVEL", "low, normal, high or urgent"),
+    "note": Spec(_note, "", "keep this whole message internal (staff only)"),
+    "cc": Spec(_cc, "ADDRESS", "add a participant who gets every public update"),
+    "uncc": Spec(_uncc, "ADDRESS", "remove a participant"),
+    "release": Spec(_release, "", "accept a held (unverified) request: its sender is told"),
+}

@@ -1,0 +1,94 @@
+"""Which timed work a ticket needs in its current status, kept as rows of ``jobs``.
+
+Called on every status change: the jobs that no longer apply are cancelled, the
+ones that now apply are created with their due time. lifecycle.py runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+from sqlalchemy import event, inspect, select
+from sqlalchemy.orm import Session
+
+from ..config import Config
+from ..db.models import Job, Survey, Ticket
+
+AUTO = "system:auto-resolve"
+OPEN_JOBS = "mailhelp_open_jobs"  # tx.info: {ticket id: its jobs not done nor cancelled}
+
+
+def wanted(config: Config, ticket: Ticket, has_survey: bool) -> dict[str, timedelta]:
+    """Job kind -> delay from now, for a ticket in its current status."""
+    lifecycle, survey = config.lifecycle, config.survey
+    jobs: dict[str, timedelta] = {}
+    if ticket.status == "pending":
+        jobs["reminder"] = lifecycle.pending_reminder_after
+        jobs["auto_resolve"] = lifecycle.pending_resolve_after
+    if ticket.status == "resolved":
+        jobs["auto_close"] = lifecycle.auto_close_after
+    surveyable = survey.enabled and not has_survey and (
+        ticket.resolved_by != AUTO or survey.after_auto_resolve)
+    if ticket.status in ("resolved", "closed") and surveyable:
+        jobs["survey"] = survey.delay
+    return jobs
+
+
+def reschedule(tx: Session, config: Config, ticket: Ticket, now: datetime) -> None:
+    if "survey" in inspect(ticket).unloaded:
+        has_survey = tx.scalar(select(Survey.id).where(Survey.ticket_id == ticket.id)) is not None
+    else:  # loaded with the ticket (a reply's), and kept current by lifecycle._survey
+        has_survey = ticket.survey is not None
+    want = wanted(config, ticket, has_survey)
+    known = tx.info.setdefault(OPEN_JOBS, {})
+    if ticket.id in known:
+        open_jobs = [job for job in known[ticket.id]
+                     if job.done_at is None and job.cancelled_at is None]
+    else:
+        open_jobs = list(tx.scalars(_open_jobs([ticket.id])))
+    for job in open_jobs:
+        # A survey already on its way stays when a resolved ticket is closed: it is due
+        # "after resolved or closed, whichever comes first".
+        if job.kind == "survey" and "survey" in want:
+            want.pop("survey")
+            continue
+        job.cancelled_at = now
+    for kind, delay in want.items():
+        job = Job(kind=kind, ticket_id=ticket.id, due_at=now + delay, created_at=now)
+        tx.add(job)
+        open_jobs.append(job)
+    # Kept for the ticket's next change in tx: only this module makes jobs (those done
+    # meanwhile, by lifecycle.py, are left out above).
+    known[ticket.id] = [job for job in open_jobs if job.cancelled_at is None]
+
+
+def look_ahead(tx: Session, ticket_ids: Collection[int]) -> None:
+    """The open jobs of a batch's tickets (those its replies answer), with one query
+    instead of one per status change."""
+    if ticket_ids:
+        known = tx.info.setdefault(OPEN_JOBS, {})
+        unknown = sorted(set(ticket_ids) - known.keys())
+        if not unknown:
+            return
+        for ticket_id in unknown:
+            known[ticket_id] = []
+        for job in tx.scalars(_open_jobs(unknown)):
+            known[job.ticket_id].append(job)
+
+
+def note_new_ticket(tx: Session, ticket: Ticket) -> None:
+    """A ticket made in ``tx`` has no jobs yet: nothing to ask when its status changes."""
+    tx.info.setdefault(OPEN_JOBS, {})[ticket.id] = []
+
+
+def _open_jobs(ticket_ids: list[int]):
+    return select(Job).where(Job.ticket_id.in_(ticket_ids), Job.done_at.is_(None),
+                             Job.cancelled_at.is_(None)).order_by(Job.id)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_after_rollback(tx: Session, _previous) -> None:
+    # Jobs made or cancelled in the work undone (a staff command's savepoint) are gone
+    # or expired: asked again.
+    tx.info.pop(OPEN_JOBS, None)

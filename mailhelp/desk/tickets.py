@@ -1,0 +1,119 @@
+"""The small state changes every part of the help desk makes to a ticket.
+
+Used by workflow.py (incoming mail) and lifecycle.py (timed work), inside their
+transactions. A status change also reschedules the ticket's timed work.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import event as orm_event
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from ..config import Config
+from ..db.models import Participant, Person, Ticket
+from ..delivery.outbox import note_new_person, pend_event
+from ..mail.parse import Address
+from . import schedule
+
+PEOPLE = "mailhelp_people"  # tx.info: {address: Person or None} for a batch's senders
+NEXT_NUMBER = "mailhelp_next_ticket"  # tx.info: the number of the next ticket made in tx
+
+_LAST_NUMBER = select(func.coalesce(func.max(Ticket.id), 0))
+# Held until the transaction ends: one transaction at a time makes tickets (PostgreSQL;
+# SQLite's write lock, taken at BEGIN, does the same there).
+_NUMBERS_LOCK = text("SELECT pg_advisory_xact_lock(7099183017)")
+
+
+def ticket_number(tx: Session) -> int:
+    """The number for a ticket made now in ``tx``.
+
+    Numbered here rather than by the database's sequence, so that a new ticket need not
+    be written the moment it is made (its number is in the subject of its first mail):
+    a batch's new tickets are written with one INSERT at its end. The transaction has
+    the sole right to make tickets until it ends, and a number is the highest so far
+    plus one: no gaps, even where a transaction was rolled back.
+    """
+    number = tx.info.get(NEXT_NUMBER)
+    if number is None:
+        connection = tx.connection()
+        if connection.dialect.name == "postgresql":
+            connection.execute(_NUMBERS_LOCK)
+        number = connection.execute(_LAST_NUMBER).scalar_one() + 1
+    tx.info[NEXT_NUMBER] = number + 1
+    return number
+
+
+@orm_event.listens_for(Session, "after_soft_rollback")
+def _numbers_after_rollback(tx: Session, _previous) -> None:
+    # Numbers handed out in work that was undone are handed out again.
+    tx.info.pop(NEXT_NUMBER, None)
+
+
+def look_ahead(tx: Session, addresses: list[str]) -> None:
+    """A batch's senders, with one query: ``person`` asks this first."""
+    known: dict[str, Person | None] = dict.fromkeys(addresses)
+    known.update({p.address: p for p in tx.scalars(
+        select(Person).where(Person.address.in_(set(addresses))))})
+    tx.info[PEOPLE] = known
+
+
+def person(tx: Session, address: Address, now: datetime, flush: bool = True) -> Person:
+    """The person with this address, created on first sight; a new display name is kept.
+
+    ``flush=False``: a new person gets an id with the next flush (a new ticket's
+    requester: the ticket's own flush writes both)."""
+    known = tx.info.get(PEOPLE, {})
+    if address.address in known:
+        found = known[address.address]
+    else:
+        found = tx.scalar(select(Person).where(Person.address == address.address))
+    if found is None:
+        found = Person(address=address.address, name=address.name[:200], created_at=now)
+        tx.add(found)
+        if flush:
+            tx.flush()
+        note_new_person(tx, found.address)
+        if PEOPLE in tx.info:
+            tx.info[PEOPLE][found.address] = found
+    elif address.name and not found.name:
+        found.name = address.name[:200]
+    return found
+
+
+def add_participant(tx: Session, ticket: Ticket, who: Person, now: datetime,
+                    actor: str | None = None) -> None:
+    if who.id == ticket.requester_id or any(p.person_id == who.id for p in ticket.participants):
+        return
+    ticket.participants.append(Participant(person_id=who.id, person=who, added_at=now))
+    event(tx, ticket, now, actor or who.address, "participant_added", who.address)
+
+
+def set_status(tx: Session, config: Config, ticket: Ticket, status: str, actor: str,
+               now: datetime) -> None:
+    """Change the status, record who did it, and reschedule reminders, closing, survey."""
+    if ticket.status == status:
+        return
+    event(tx, ticket, now, actor, "status", f"{ticket.status} -> {status}")
+    ticket.status = status
+    if status == "resolved":
+        ticket.resolved_at, ticket.resolved_by = now, actor
+    elif status == "closed":
+        ticket.closed_at = now
+        ticket.resolved_at = ticket.resolved_at or now
+        ticket.resolved_by = ticket.resolved_by or actor
+    else:
+        ticket.resolved_at = ticket.closed_at = None
+        ticket.resolved_by = ""
+    ticket.updated_at = now
+    schedule.reschedule(tx, config, ticket, now)
+
+
+def event(tx: Session, ticket: Ticket, now: datetime, actor: str, action: str,
+          detail: str) -> None:
+    # Written with the rest of the batch (outbox.write_pending): nothing in a change
+    # reads its events back.
+    pend_event(tx, {"ticket_id": ticket.id, "at": now, "actor": actor, "action": action,
+                    "detail": detail})

@@ -1,0 +1,131 @@
+"""Tickets as the CLI shows them: DESIGN.md's JSON objects and one-line summaries.
+
+The text forms go to a terminal: every value from mail in them is printable()
+(control characters escaped); the JSON forms are exact (json.dumps escapes them).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from ..db.models import Message, Participant, RawMessage, Ticket
+from ..mail.printable import printable
+
+STATUSES = ("new", "open", "pending", "resolved", "closed")
+SHOWN_LINES, SHOWN_WIDTH = 40, 2000  # of each message's text in ``tickets show``
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def ticket_query(status: str | None = None):
+    query = select(Ticket).options(
+        selectinload(Ticket.requester), selectinload(Ticket.assignee),
+        selectinload(Ticket.participants).selectinload(Participant.person),
+        selectinload(Ticket.survey),
+    ).order_by(Ticket.id)
+    return query.where(Ticket.status == status) if status else query
+
+
+def ticket_json(ticket: Ticket, messages: list[Message] | None = None) -> dict:
+    data = {
+        "id": ticket.id,
+        "subject": ticket.subject,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "requester": ticket.requester.address,
+        "assignee": ticket.assignee.address if ticket.assignee else None,
+        "participants": [p.person.address for p in ticket.participants],
+        "created_at": iso(ticket.created_at),
+        "updated_at": iso(ticket.updated_at),
+        "first_response_at": iso(ticket.first_response_at),
+        "resolved_at": iso(ticket.resolved_at),
+        "closed_at": iso(ticket.closed_at),
+        "linked_ticket": ticket.linked_ticket_id,
+        "survey": survey_json(ticket.survey),
+    }
+    if messages is not None:
+        data["messages"] = [message_json(m) for m in messages]
+    return data
+
+
+def survey_json(survey) -> dict | None:
+    if survey is None:
+        return None
+    return {"sent_at": iso(survey.sent_at), "rating": survey.rating, "comment": survey.comment,
+            "answered_at": iso(survey.answered_at)}
+
+
+def message_json(message: Message) -> dict:
+    return {
+        "id": message.id,
+        "direction": message.direction,
+        "kind": message.kind,
+        "from": message.from_address,
+        "to": list(message.to),
+        "cc": list(message.cc),
+        "subject": message.subject,
+        "message_id": message.message_id,
+        "date": iso(message.date or message.created_at),
+        "text": message.text,
+        "thread_reason": message.thread_reason or None,
+        "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size}
+                        for a in message.attachments],
+    }
+
+
+def ticket_messages(session: Session, ticket_id: int) -> list[Message]:
+    return list(session.scalars(select(Message).where(Message.ticket_id == ticket_id)
+                                .options(selectinload(Message.attachments))
+                                .order_by(Message.id)))
+
+
+def ticket_line(ticket: Ticket) -> str:
+    who = printable(ticket.requester.address)
+    assignee = printable(ticket.assignee.address) if ticket.assignee else "-"
+    return (f"#{ticket.id:<5} {ticket.status:<8} {ticket.priority:<7} "
+            f"{ticket.updated_at:%Y-%m-%d %H:%M}  {who:<30} {assignee:<24} "
+            f"{printable(ticket.subject)}")
+
+
+def ticket_text(ticket: Ticket, messages: list[Message]) -> str:
+    lines = [
+        f"Ticket #{ticket.id}: {printable(ticket.subject)}",
+        f"  status {ticket.status}, priority {ticket.priority}",
+        f"  requester {printable(ticket.requester.address)}"
+        + (f", assignee {printable(ticket.assignee.address)}" if ticket.assignee else ""),
+    ]
+    if ticket.participants:
+        lines.append("  participants " + printable(
+            ", ".join(p.person.address for p in ticket.participants)))
+    lines.append(f"  created {ticket.created_at:%Y-%m-%d %H:%M %Z}, "
+                 f"updated {ticket.updated_at:%Y-%m-%d %H:%M %Z}")
+    for message in messages:
+        arrow = "<-" if message.direction == "in" else "->"
+        target = message.from_address if message.direction == "in" else ", ".join(message.to)
+        lines.append("")
+        lines.append(f"  [{message.id}] {arrow} {message.kind} {printable(target)} "
+                     f"{(message.date or message.created_at):%Y-%m-%d %H:%M}")
+        lines.append(f"      Subject: {printable(message.subject or '')}")
+        for text_line in (message.text or "").strip().splitlines()[:SHOWN_LINES]:
+            if len(text_line) > SHOWN_WIDTH:
+                text_line = text_line[:SHOWN_WIDTH] + "..."
+            lines.append(f"      {printable(text_line, lines=True)}")
+        for a in message.attachments:
+            lines.append(f"      + {printable(a.filename)} ({printable(a.content_type)}, "
+                         f"{a.size} bytes)")
+    return "\n".join(lines)
+
+
+def failed_line(row: RawMessage) -> str:
+    return (f"{row.id:<6} {row.received_at:%Y-%m-%d %H:%M}  {printable(row.message_id)}  "
+            f"{printable(row.error or '')}")
+
+
+def failed_json(row: RawMessage) -> dict:
+    return {"id": row.id, "source": row.source, "uid": row.uid, "message_id": row.message_id,
+            "size": row.size, "received_at": iso(row.received_at), "error": row.error}
