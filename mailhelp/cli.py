@@ -12,6 +12,7 @@ import sys
 from datetime import datetime
 
 from .errors import ConfigError, MailhelpError, UsageError
+from .states import RawState, TicketStatus
 
 log = logging.getLogger("mailhelp")
 
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     tickets = commands.add_parser("tickets", help="list or show tickets")
     tickets_commands = tickets.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = tickets_commands.add_parser("list", help="one line per ticket")
-    listing.add_argument("--status", choices=("new", "open", "pending", "resolved", "closed"))
+    listing.add_argument("--status", choices=list(TicketStatus))
     listing.add_argument("--json", action="store_true")
     show = tickets_commands.add_parser("show", help="one ticket with its messages")
     show.add_argument("id", type=int, metavar="N")
@@ -259,7 +260,8 @@ def cmd_failed(config, args) -> int:
     app = App.create(config)
     if args.action == "list":
         with app.db.sessions() as session:
-            rows = list(session.scalars(select(RawMessage).where(RawMessage.state == "failed")
+            rows = list(session.scalars(select(RawMessage)
+                                        .where(RawMessage.state == RawState.FAILED)
                                         .order_by(RawMessage.id)))
             if args.json:
                 print(json.dumps([failed_json(r) for r in rows], indent=1))
@@ -267,7 +269,7 @@ def cmd_failed(config, args) -> int:
                 print(failed_line(row))
         return 0
     with transaction(app.db) as tx:
-        query = select(RawMessage.id).where(RawMessage.state == "failed")
+        query = select(RawMessage.id).where(RawMessage.state == RawState.FAILED)
         if args.id is not None:
             query = query.where(RawMessage.id == args.id)
         ids = list(tx.scalars(query.order_by(RawMessage.id)))

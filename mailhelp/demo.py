@@ -181,10 +181,11 @@ def count_sent(app) -> int:
     from sqlalchemy import func, select
 
     from .db.models import Outbox
+    from .states import OutboxStatus
 
     with app.db.sessions() as session:
         return session.scalar(select(func.count()).select_from(Outbox)
-                              .where(Outbox.status == "sent"))
+                              .where(Outbox.status == OutboxStatus.SENT))
 
 
 def show_tickets(app) -> None:

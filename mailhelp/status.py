@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from .config import Config
 from .service.livestate import read_state, state_path
+from .states import OutboxStatus, RawState
 
 # A daemon rewrites its state every few seconds while its loop turns; one that has not
 # for this long is gone or stuck (an IMAP command waits [imap] timeout at most).
@@ -177,19 +178,19 @@ def _database_items(config: Config, now: datetime, outbox_age: timedelta) -> lis
         with db.sessions() as session:
             queued, oldest = session.execute(
                 select(func.count(), func.min(Outbox.created_at))
-                .where(Outbox.status == "queued")).one()
+                .where(Outbox.status == OutboxStatus.QUEUED)).one()
             recent = dict(session.execute(
                 select(Outbox.status, func.count())
-                .where(Outbox.status.in_(("failed", "suppressed")),
+                .where(Outbox.status.in_((OutboxStatus.FAILED, OutboxStatus.SUPPRESSED)),
                        Outbox.created_at >= now - RECENT)
                 .group_by(Outbox.status)).all())
             failed_time = func.coalesce(RawMessage.processed_at, RawMessage.received_at)
             failed, failed_recent, last_failed = session.execute(
                 select(func.count(), func.sum(case((failed_time >= now - RECENT, 1), else_=0)),
                        func.max(failed_time))
-                .where(RawMessage.state == "failed")).one()
+                .where(RawMessage.state == RawState.FAILED)).one()
             last_error = session.scalar(
-                select(RawMessage.error).where(RawMessage.state == "failed")
+                select(RawMessage.error).where(RawMessage.state == RawState.FAILED)
                 .order_by(RawMessage.id.desc()).limit(1))
         db.dispose()
     except (MailhelpError, SQLAlchemyError) as error:

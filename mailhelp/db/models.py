@@ -315,10 +315,6 @@ class Survey(Base):
     answered_via: Mapped[str] = mapped_column(String(10), default="")  # mail | web
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Key(Base):
     """A secret the desk made for itself at ``init`` (the signing key of Message-IDs and
     return paths)."""

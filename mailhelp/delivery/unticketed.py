@@ -17,6 +17,7 @@ from ..config import Config
 from ..db.models import Outbox
 from ..mail import composer, signing
 from ..mail.parse import Address
+from ..states import OutboxStatus
 from .outbox import AUTO_GENERATED, LOOP_HEADER, envelope_sender
 from .templating import Rendered
 
@@ -44,7 +45,7 @@ def enqueue(tx: Session, config: Config, kind: str, to: Address, rendered: Rende
     tx.add(Outbox(ticket_id=None, kind=kind, message_id=message_id,
                   mail_from=envelope_sender(config, message_id), recipients=[to.address],
                   to_address=to.address, raw=head, body_text=rendered.text,
-                  body_html=rendered.html, status="queued", attempts=0, next_attempt_at=now,
-                  created_at=now))
+                  body_html=rendered.html, status=OutboxStatus.QUEUED, attempts=0,
+                  next_attempt_at=now, created_at=now))
     log.info("message=%s action=enqueue kind=%s to=%s", message_id, kind, to.address)
     return message_id

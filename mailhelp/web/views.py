@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session, selectinload
 from ..db.models import Message, Participant, RawMessage, Ticket
 from ..mail.printable import printable
 
-STATUSES = ("new", "open", "pending", "resolved", "closed")
 SHOWN_LINES, SHOWN_WIDTH = 40, 2000  # of each message's text in ``tickets show``
 
 
