@@ -9,6 +9,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from mailhelp.states import OutboxStatus
+
 ROOT = Path(__file__).resolve().parents[1]
 STAFF = ("tech1@school.test", "tech2@school.test")
 
@@ -116,6 +118,51 @@ def mailhelp(config: Path, *args: str, stdin: bytes | None = None,
         input=stdin, capture_output=True, timeout=timeout, cwd=config.parent,
         env={**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning"},
     )
+
+
+def outbox(database_url: str, to: str | None = None) -> list[dict]:
+    """The desk's outbox, oldest first: ``kind``, ``recipients``, ``status`` and
+    ``message_id`` of each row (only rows addressed to ``to``, if given). Every mail the
+    desk sends has a row, and a row is ``sent`` only once the relay said 250, which our
+    test relay says after the mailbox took it: a count of mailbox and outbox agree."""
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from mailhelp.db.models import Outbox
+
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            rows = [{"kind": row.kind, "recipients": list(row.recipients),
+                     "status": OutboxStatus(row.status), "message_id": row.message_id}
+                    for row in session.scalars(select(Outbox).order_by(Outbox.id))]
+    finally:
+        engine.dispose()
+    return [row for row in rows if to is None or to in row["recipients"]]
+
+
+def wait_for_outbox(database_url: str, count: int, to: str | None = None,
+                    timeout: float = 15) -> list[dict]:
+    """Poll until the outbox holds at least ``count`` rows (to ``to``) and no row at all
+    is still queued; those rows. The caller asserts the exact count: with the desk idle
+    (its pass over, or its daemon stopped) nothing more can be sent after this."""
+    deadline = time.monotonic() + timeout
+    while True:
+        everything = outbox(database_url)
+        rows = [row for row in everything if to is None or to in row["recipients"]]
+        settled = all(row["status"] != OutboxStatus.QUEUED for row in everything)
+        if len(rows) >= count and settled:
+            return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"outbox after {timeout:.0f} s, waiting for {count} "
+                                 f"row(s) to {to or 'anyone'} and none queued: {everything}")
+        time.sleep(0.05)
+
+
+def sent_kinds(rows: list[dict]) -> list[str]:
+    """The kinds of the rows, each asserted ``sent``."""
+    assert all(row["status"] == OutboxStatus.SENT for row in rows), rows
+    return [row["kind"] for row in rows]
 
 
 class Daemon:
