@@ -157,11 +157,22 @@ def _mailbox_item(record: dict, now: datetime) -> Item:
                 f"{record.get('error') or 'no connection yet'}; " + ", ".join(seen), record)
 
 
+@dataclass(frozen=True)
+class _Counts:
+    """What the database says about the desk's work, read in one session."""
+
+    queued: int
+    oldest_queued: datetime | None
+    recent: dict[str, int]  # outbox rows failed / suppressed lately, by status
+    failed: int  # messages in the failed folder
+    failed_recent: int
+    last_failed: datetime | None
+    last_error: str | None
+
+
 def _database_items(config: Config, now: datetime, outbox_age: timedelta) -> list[Item]:
-    from sqlalchemy import case, func, select
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .db.models import Outbox, RawMessage
     from .db.session import Database
     from .errors import MailhelpError
 
@@ -175,58 +186,71 @@ def _database_items(config: Config, now: datetime, outbox_age: timedelta) -> lis
         db = Database(config.database.url)
         if not db.schema_ready():
             return [Item("database", False, "no schema yet; run 'mailhelp init'")]
-        with db.sessions() as session:
-            queued, oldest = session.execute(
-                select(func.count(), func.min(Outbox.created_at))
-                .where(Outbox.status == OutboxStatus.QUEUED)).one()
-            recent = dict(session.execute(
-                select(Outbox.status, func.count())
-                .where(Outbox.status.in_((OutboxStatus.FAILED, OutboxStatus.SUPPRESSED)),
-                       Outbox.created_at >= now - RECENT)
-                .group_by(Outbox.status)).all())
-            failed_time = func.coalesce(RawMessage.processed_at, RawMessage.received_at)
-            failed, failed_recent, last_failed = session.execute(
-                select(func.count(), func.sum(case((failed_time >= now - RECENT, 1), else_=0)),
-                       func.max(failed_time))
-                .where(RawMessage.state == RawState.FAILED)).one()
-            last_error = session.scalar(
-                select(RawMessage.error).where(RawMessage.state == RawState.FAILED)
-                .order_by(RawMessage.id.desc()).limit(1))
+        counts = _read_counts(db, now)
         db.dispose()
     except (MailhelpError, SQLAlchemyError) as error:
         text = str(getattr(error, "orig", None) or error).strip().splitlines()
         return [Item("database", False, text[0] if text else type(error).__name__)]
-    failed_recent = failed_recent or 0
-    items = []
+    return _count_items(counts, now, outbox_age)
+
+
+def _read_counts(db, now: datetime) -> _Counts:
+    from sqlalchemy import case, func, select
+
+    from .db.models import Outbox, RawMessage
+
+    with db.sessions() as session:
+        queued, oldest = session.execute(
+            select(func.count(), func.min(Outbox.created_at))
+            .where(Outbox.status == OutboxStatus.QUEUED)).one()
+        recent = dict(session.execute(
+            select(Outbox.status, func.count())
+            .where(Outbox.status.in_((OutboxStatus.FAILED, OutboxStatus.SUPPRESSED)),
+                   Outbox.created_at >= now - RECENT)
+            .group_by(Outbox.status)).all())
+        failed_time = func.coalesce(RawMessage.processed_at, RawMessage.received_at)
+        failed, failed_recent, last_failed = session.execute(
+            select(func.count(), func.sum(case((failed_time >= now - RECENT, 1), else_=0)),
+                   func.max(failed_time))
+            .where(RawMessage.state == RawState.FAILED)).one()
+        last_error = session.scalar(
+            select(RawMessage.error).where(RawMessage.state == RawState.FAILED)
+            .order_by(RawMessage.id.desc()).limit(1))
+    return _Counts(queued, oldest, recent, failed, failed_recent or 0, last_failed, last_error)
+
+
+def _count_items(counts: _Counts, now: datetime, outbox_age: timedelta) -> list[Item]:
+    oldest = counts.oldest_queued
     oldest_age = (now - oldest).total_seconds() if oldest is not None else None
     late = oldest_age is not None and oldest_age > outbox_age.total_seconds()
     pending = f", the oldest queued {_ago(oldest_age)}" if oldest is not None else ""
-    items.append(Item("outbox", not late, f"{queued} queued{pending}"
-                      + (f" (later than {_span(outbox_age.total_seconds())})" if late else ""),
-                      {"queued": queued, "oldest_queued_at": _iso(oldest),
-                       "oldest_age_seconds": oldest_age,
-                       "late_after_seconds": outbox_age.total_seconds()}))
+    items = [Item("outbox", not late, f"{counts.queued} queued{pending}"
+                  + (f" (later than {_span(outbox_age.total_seconds())})" if late else ""),
+                  {"queued": counts.queued, "oldest_queued_at": _iso(oldest),
+                   "oldest_age_seconds": oldest_age,
+                   "late_after_seconds": outbox_age.total_seconds()})]
     days = RECENT.days
-    sent_failed = recent.get("failed", 0)
+    sent_failed = counts.recent.get(OutboxStatus.FAILED, 0)
     items.append(Item("mail failed", not sent_failed,
                       f"{sent_failed} refused for good in the last {days} days"
                       + (" (see the tickets' history)" if sent_failed else ""),
                       {"key": "outbox_failed", "recent": sent_failed, "days": days}))
-    suppressed = recent.get("suppressed", 0)
+    suppressed = counts.recent.get(OutboxStatus.SUPPRESSED, 0)
     items.append(Item("mail suppressed", True,
                       f"{suppressed} held back (rate limit, bounced address) in the last "
                       f"{days} days", {"key": "outbox_suppressed", "recent": suppressed,
                                        "days": days}))
+    failed, failed_recent = counts.failed, counts.failed_recent
     if failed:
         detail = (f"{failed} in the failed folder, {failed_recent} in the last {days} days, "
-                  f"the latest {_ago(_age(last_failed, now))}: {last_error or '?'}; "
-                  "see 'mailhelp failed list'")
+                  f"the latest {_ago(_age(counts.last_failed, now))}: "
+                  f"{counts.last_error or '?'}; see 'mailhelp failed list'")
     else:
         detail = "none in the failed folder"
     items.append(Item("failed messages", not failed_recent, detail,
                       {"key": "failed_messages", "count": failed, "recent": failed_recent,
-                       "days": days, "latest_at": _iso(last_failed),
-                       "latest_error": last_error}))
+                       "days": days, "latest_at": _iso(counts.last_failed),
+                       "latest_error": counts.last_error}))
     return items
 
 
