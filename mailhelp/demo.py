@@ -58,19 +58,10 @@ def run_demo(keep: bool = False, imap_server: str = "auto") -> int:
 
 
 def walk_through(config_path: Path, servers, keep: bool) -> int:
-    from . import config as config_module
     from .app import App
-    from .db.migrate import upgrade
-    from .db.session import Database
     from .service.daemon import run_daemon
-    from .service.imap import ImapMailbox
 
-    config = config_module.load(config_path)
-    upgrade(Database(config.database.url))
-    mailbox = ImapMailbox(config.imap)
-    mailbox.connect()
-    mailbox.ensure_folders()
-    mailbox.close()
+    config = _prepare(config_path)
     say(f"\nDatabase ready (SQLite, {config.database.url.split('///')[1]}); "
         "starting the daemon (IMAP IDLE) ...")
     app = App.create(config)
@@ -96,6 +87,38 @@ def walk_through(config_path: Path, servers, keep: bool) -> int:
     say(f"\nThe daemon handled them in {elapsed:.1f} s. Tickets "
         f"(mailhelp --config {config_path} tickets list):")
     show_tickets(app)
+    show_mailboxes(servers)
+    say("\nThe out-of-office reply got no ticket and no answer: no mail loop.")
+    if keep:
+        keep_running(servers)
+    say(f"""
+To run mailhelp on your own help mailbox (in the venv: .venv/bin/mailhelp):
+  cp config.example.toml mailhelp.toml   # fill in [helpdesk], [imap], [smtp], [staff],
+                                         # and [authentication] (README: Proving who wrote)
+  mailhelp init                          # database and IMAP folders
+  mailhelp check                         # tries every connection
+  mailhelp run                           # the daemon (deploy/mailhelp.service for systemd)
+The demo's database stays in {config_path.parent} for a look around.""")
+    return 0
+
+
+def _prepare(config_path: Path):
+    """The demo's config, its database at the newest schema, and the IMAP folders."""
+    from . import config as config_module
+    from .db.migrate import upgrade
+    from .db.session import Database
+    from .service.imap import ImapMailbox
+
+    config = config_module.load(config_path)
+    upgrade(Database(config.database.url))
+    mailbox = ImapMailbox(config.imap)
+    mailbox.connect()
+    mailbox.ensure_folders()
+    mailbox.close()
+    return config
+
+
+def show_mailboxes(servers) -> None:
     say("\nMail that arrived in the mailboxes:")
     for user in ("teacher1@school.test", "teacher2@school.test", *STAFF):
         for raw in servers.messages(user):
@@ -110,25 +133,17 @@ def walk_through(config_path: Path, servers, keep: bool) -> int:
         say("")
         for line in first.get_body(("plain",)).get_content().splitlines():
             say(f"    {line}")
-    say("\nThe out-of-office reply got no ticket and no answer: no mail loop.")
-    if keep:
-        say(f"\nServers keep running (Ctrl-C to stop): IMAP {servers.imap_host}:"
-            f"{servers.imap_port}, SMTP {servers.smtp_host}:{servers.smtp_port}, "
-            f"password for every user: {next(iter(servers.users.values()))}")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-    say(f"""
-To run mailhelp on your own help mailbox (in the venv: .venv/bin/mailhelp):
-  cp config.example.toml mailhelp.toml   # fill in [helpdesk], [imap], [smtp], [staff],
-                                         # and [authentication] (README: Proving who wrote)
-  mailhelp init                          # database and IMAP folders
-  mailhelp check                         # tries every connection
-  mailhelp run                           # the daemon (deploy/mailhelp.service for systemd)
-The demo's database stays in {config_path.parent} for a look around.""")
-    return 0
+
+
+def keep_running(servers) -> None:
+    say(f"\nServers keep running (Ctrl-C to stop): IMAP {servers.imap_host}:"
+        f"{servers.imap_port}, SMTP {servers.smtp_host}:{servers.smtp_port}, "
+        f"password for every user: {next(iter(servers.users.values()))}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
 
 
 def write_demo_config(workdir: Path, servers) -> Path:
