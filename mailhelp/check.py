@@ -36,7 +36,9 @@ def run_checks(config: Config) -> Iterator[CheckResult]:
     if config.ingest.socket:
         yield _ingest(config)
     elif config.imap is None:
-        yield _lingering(config)
+        yield CheckResult("ingest", True, "no [ingest] socket: each 'ingest' loads the "
+                          "database layer and works alone (for an MTA pipe, set it and "
+                          "keep 'mailhelp run' going)", True)
     if config.smtp is not None:
         checks.append(("smtp", _smtp))
     else:
@@ -102,28 +104,6 @@ def _ingest(config: Config) -> CheckResult:
                            f"{uid}, not by this user, root or the config file's owner: "
                            "ingest will not hand mail to it")
     return CheckResult("ingest", True, f"a daemon listens on {path} (user id {uid})")
-
-
-def _lingering(config: Config) -> CheckResult:
-    """With no daemon to hand mail to: whether a burst's ingests are taken by one that
-    stays on (linger.py)."""
-    from .service.linger import runtime_dir
-
-    linger = config.ingest.linger.total_seconds()
-    if linger <= 0:
-        return CheckResult("ingest", True, "no [ingest] socket, linger 0s: each 'ingest' "
-                           "loads the database layer and works alone")
-    if not config.log.file:
-        return CheckResult("ingest", True, "[ingest] linger needs [log] file (where the "
-                           "ingest that stays on logs): each 'ingest' works alone", True)
-    directory = runtime_dir()
-    if directory is None:
-        return CheckResult("ingest", True, "no run directory of this user's alone "
-                           "($XDG_RUNTIME_DIR/mailhelp or /tmp/mailhelp-UID, mode 0700): "
-                           "each 'ingest' works alone", True)
-    return CheckResult("ingest", True, f"no [ingest] socket: in a burst, an 'ingest' stays "
-                       f"on for {linger:.0f} s after the last message to take the next ones "
-                       f"(as this user, its socket in {directory})")
 
 
 def _database(config: Config) -> str:
@@ -196,14 +176,14 @@ def _imap(config: Config) -> str:
 
 
 def _smtp(config: Config) -> str:
-    from .delivery.smtp import DeliveryError, SmtpTransport
+    from .delivery.transport import DeliveryError, SmtpTransport
 
     smtp = config.require_smtp()
     transport = SmtpTransport(smtp)
 
     async def attempt() -> None:
         try:
-            await transport._connect_or_raise()
+            await transport.connect_or_raise()
         finally:
             await transport.close()
 

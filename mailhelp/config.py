@@ -241,11 +241,6 @@ class IngestConfig:
     # Who may hand mail in: the socket's permission bits (give the MTA's pipe user or
     # group access; anyone who may write here may put mail into the help desk).
     socket_mode: FileMode = FileMode(0o660)  # written "0660"
-    # With no socket: when a message comes within this time of the one before, the
-    # ingest that processed it stays on in the background, warm, for this long after the
-    # last one, and the next ingests hand their messages to it (linger.py); "0s": never.
-    # Needs [log] file, where that process logs.
-    linger: timedelta = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -374,8 +369,6 @@ class Config:
     templates: TemplatesConfig = field(default_factory=TemplatesConfig)
     log: LogConfig = field(default_factory=LogConfig)
     path: str = ""
-    # The file's device, inode, size and time as read; empty if it changed while read.
-    stamp: str = ""
 
     def own_domain(self, address: str) -> bool:
         """Is ``address`` in the district's own domains (staff's, requesters', the help
@@ -404,29 +397,21 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and validate a config file; raise ConfigError naming the key at fault."""
     path = Path(path) if path else default_path()
     try:
-        before = _stamp(path)
         text = path.read_text(encoding="utf-8")
-        stamp = before if _stamp(path) == before else ""
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: config file not found (give --config or set MAILHELP_CONFIG)") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config file: {error.strerror}") from None
-    return loads(text, str(path), stamp)
+    return loads(text, str(path))
 
 
-def _stamp(path: Path) -> str:
-    found = path.stat()
-    return f"{found.st_dev}:{found.st_ino}:{found.st_size}:{found.st_mtime_ns}"
-
-
-def loads(text: str, path: str = "<string>", stamp: str = "") -> Config:
+def loads(text: str, path: str = "<string>") -> Config:
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    return _wire_oauth2(_build(Config, document, prefix="", extra={"path": path,
-                                                                   "stamp": stamp}))
+    return _wire_oauth2(_build(Config, document, prefix="", extra={"path": path}))
 
 
 def _wire_oauth2(config: Config) -> Config:
@@ -491,7 +476,7 @@ def _check_token_url(url: str) -> None:
 def _build(cls: type, table: dict, prefix: str, extra: dict | None = None) -> typing.Any:
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in fields(cls)
-             if f.name not in ("path", "stamp") and not f.metadata.get("internal")}
+             if f.name != "path" and not f.metadata.get("internal")}
     values: dict[str, typing.Any] = dict(extra or {})
     secret_keys = {f"{f.name}{s}" for f in known.values() if hints[f.name] is Secret
                    for s in ("", "_env", "_command")}

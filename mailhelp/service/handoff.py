@@ -44,7 +44,6 @@ EX_TEMPFAIL = 75  # sysexits.h: the MTA keeps the message and tries again later
 ANSWER_TIMEOUT = 300.0  # seconds an ingest waits for the daemon (a big backlog ahead)
 MAX_MESSAGES = 100  # messages taken on one connection
 MAX_BYTES = 100 * 1024 * 1024  # bytes taken on one connection (or one message's, if more)
-GREETING_TIMEOUT = 10.0  # seconds a client waits to be taken before it works alone
 
 
 class NoDaemon(MailhelpError):
@@ -68,18 +67,15 @@ def handed_size(config: Config) -> int:
 
 
 def hand_off(path: str, messages: Sequence[bytes], timeout: float = ANSWER_TIMEOUT,
-             greeting: bytes = b"", trusted: Iterable[int] = ()) -> list[dict]:
+             trusted: Iterable[int] = ()) -> list[dict]:
     """Send ``messages`` to the daemon at ``path``; its answer, one dict per message.
 
-    ``greeting``: what the server says first, once it has taken the connection (a
-    lingering ingest's does, linger.py): a server that closes without it never read the
-    messages, and this process does the work itself (NoDaemon). ``trusted``: user ids
-    besides this process's and root's that may listen there.
+    ``trusted``: user ids besides this process's and root's that may listen there.
     """
     answers: list[dict] = []
     for group in _connections(messages):
         try:
-            answers += _hand_over(path, group, timeout, greeting, trusted)
+            answers += _hand_over(path, group, timeout, trusted)
         except NoDaemon as error:
             if not answers:
                 raise
@@ -100,10 +96,10 @@ def _connections(messages: Sequence[bytes]) -> Iterator[Sequence[bytes]]:
         yield messages[start:]
 
 
-def _hand_over(path: str, messages: Sequence[bytes], timeout: float, greeting: bytes,
+def _hand_over(path: str, messages: Sequence[bytes], timeout: float,
                trusted: Iterable[int]) -> list[dict]:
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    client.settimeout(GREETING_TIMEOUT if greeting else timeout)
+    client.settimeout(timeout)
     try:
         try:
             client.connect(path)
@@ -114,9 +110,6 @@ def _hand_over(path: str, messages: Sequence[bytes], timeout: float, greeting: b
             raise NoDaemon(f"ingest.socket: cannot connect to {path} "
                            f"({error.strerror or type(error).__name__})", expected=False) from None
         _check_listener(client, path, {os.getuid(), 0, *trusted})
-        if greeting:
-            _expect_greeting(client, path, greeting)
-            client.settimeout(timeout)
         try:
             for raw in messages:
                 client.sendall(b"%d\n" % len(raw))
@@ -159,19 +152,6 @@ def _check_listener(client: socket.socket, path: str, trusted: set[int]) -> None
         raise NoDaemon(f"ingest.socket: {path} is served by user id {uid}, not by this "
                        f"user ({os.getuid()}), root or the config file's owner: nothing "
                        "handed over", expected=False)
-
-
-def _expect_greeting(client: socket.socket, path: str, greeting: bytes) -> None:
-    heard = b""
-    try:
-        while len(heard) < len(greeting) and (chunk := client.recv(len(greeting) - len(heard))):
-            heard += chunk
-    except OSError as error:
-        raise NoDaemon(f"ingest.socket: {path} did not take the connection "
-                       f"({error.strerror or type(error).__name__})") from None
-    if heard != greeting:
-        raise NoDaemon(f"ingest.socket: {path} did not take the connection "
-                       f"(it said {heard[:40]!r})")
 
 
 def _read_all(connection: socket.socket) -> bytes:

@@ -16,7 +16,6 @@ import os
 import socket
 import stat
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import TYPE_CHECKING
@@ -63,9 +62,7 @@ class IngestServer:
     the messages and put them through the pipeline, taking their turn at it."""
 
     def __init__(self, path: str, mode: int, pipeline: Pipeline,
-                 turn: Callable[[], AbstractContextManager], max_size: int, *,
-                 greeting: bytes = b"", answered: Callable[[], object] | None = None,
-                 failed: Callable[[], object] | None = None) -> None:
+                 turn: Callable[[], AbstractContextManager], max_size: int) -> None:
         self.path = path
         self.mode = mode
         # A bigger message is not taken (ingest processes it itself): whoever may use
@@ -74,14 +71,6 @@ class IngestServer:
         self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
         self.pipeline = pipeline
         self.pipeline.turn = turn
-        # Said first on each connection taken (see hand_off); run after each message is
-        # committed, before its answer (a lingering ingest sends its mail); run when the
-        # pipeline could not take one (the client is told nothing more).
-        self.greeting = greeting
-        self.answered = answered
-        self.failed = failed
-        self.served = 0
-        self.last_active = time.monotonic()
         self.listener: socket.socket | None = None
         self.bound: tuple[int, int] | None = None  # (device, inode) of the socket file
         self.thread: threading.Thread | None = None
@@ -158,12 +147,7 @@ class IngestServer:
             worker = threading.Thread(target=self._serve, args=(connection,),
                                       name="mailhelp-ingest-client", daemon=True)
             self.connections.add(worker)
-            self.last_active = time.monotonic()
             worker.start()
-
-    def idle_for(self) -> float:
-        """Seconds since the last connection ended (0 while one is served)."""
-        return 0.0 if self.connections else time.monotonic() - self.last_active
 
     def _serve(self, connection: socket.socket) -> None:
         try:
@@ -171,8 +155,6 @@ class IngestServer:
                 connection.settimeout(READ_TIMEOUT)
                 reader = _Reader(connection, self.max_size)
                 try:
-                    if self.greeting:
-                        connection.sendall(self.greeting)
                     # Each message is processed as it arrives: what a client sends is
                     # never all held at once.
                     while (message := reader.next_message()) is not None:
@@ -182,7 +164,6 @@ class IngestServer:
                     log.warning("action=ingest_read_error taken=%s error=%s", reader.count,
                                 error)
         finally:
-            self.last_active = time.monotonic()
             self.connections.discard(threading.current_thread())
             self.slots.release()
 
@@ -196,15 +177,7 @@ class IngestServer:
         except Exception as error:  # the database is away: the MTA tries again
             log.error("action=ingest_error error=%s",
                       str(error).splitlines()[0] if str(error) else repr(error))
-            if self.failed is not None:
-                self.failed()
             return False
-        self.served += 1
-        if self.answered is not None:
-            try:
-                self.answered()
-            except Exception:  # committed all the same: the answer still goes
-                log.exception("action=ingest_after_error")
         answer = b"".join(json.dumps({
             "raw_id": r.raw_id, "state": r.state, "error": r.error,
             "ticket": r.outcome.ticket_id if r.outcome is not None else None,
@@ -216,10 +189,6 @@ class IngestServer:
                         ",".join(str(r.raw_id) for r in results), error)
             return False
         return True
-
-    def close_door(self) -> None:
-        """No new client finds this server (those connected are still served)."""
-        self._unlink_ours()
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Stop taking connections; let those under way finish (up to ``timeout``).

@@ -23,7 +23,10 @@ log = logging.getLogger("mailhelp")
 
 
 def ingest(config, files: list[str], own_process: bool = True) -> int:
-    """``mailhelp ingest``: the exit status (75 on a temporary failure)."""
+    """``mailhelp ingest``: the exit status (75 on a temporary failure).
+
+    ``own_process`` is no longer read (it kept a test's call of main() from forking a
+    helper that stayed on); cli.py still passes it."""
     messages = []
     for name in files:
         try:
@@ -38,7 +41,7 @@ def ingest(config, files: list[str], own_process: bool = True) -> int:
         if handed is not None:
             return handed
     try:
-        return _ingest_here(config, messages, own_process)
+        return _ingest_here(config, messages)
     except Exception as error:
         from ..db.session import temporary
 
@@ -58,17 +61,8 @@ def ingest(config, files: list[str], own_process: bool = True) -> int:
         return EX_TEMPFAIL
 
 
-def _ingest_here(config, messages: list[bytes], own_process: bool) -> int:
-    """The messages processed by this process (handed to a lingering one, if any)."""
-    spot = None
-    if own_process:  # not a test's call of main(): a fork would copy the test run
-        from .linger import GREETING, spot_for
-
-        spot = spot_for(config)
-        if spot is not None:
-            handed = _hand_off(config, messages, spot.socket, GREETING, quiet=True)
-            if handed is not None:
-                return handed
+def _ingest_here(config, messages: list[bytes]) -> int:
+    """The messages processed by this process, with no daemon to take them."""
     with start_up():
         from ..app import App, flush_outbox
         from .pipeline import Arrival
@@ -80,36 +74,26 @@ def _ingest_here(config, messages: list[bytes], own_process: bool) -> int:
     report_failures((r.raw_id, r.error) for r in results if r.failed)
     if config.smtp is not None:  # without it the mail stays in the outbox, as flush_outbox does
         flush_outbox(app)
-    if spot is not None:
-        from .linger import in_a_burst, stay
-
-        if in_a_burst(spot, config.ingest.linger.total_seconds()):
-            stay(app, spot)
     return 0
 
 
-def _hand_off(config, messages: list[bytes], path: str, greeting: bytes = b"",
-              quiet: bool = False) -> int | None:
-    """The messages given to the running daemon (or a lingering ingest, which greets):
-    the exit status, or None when nobody listens (then this process does the work).
-    ``quiet``: finding nobody is the usual case, not an event to log."""
+def _hand_off(config, messages: list[bytes], path: str) -> int | None:
+    """The messages given to the running daemon: the exit status, or None when nobody
+    listens (then this process does the work)."""
     from .handoff import EX_TEMPFAIL, HandOffFailed, NoDaemon, hand_off, handed_size
 
     largest = max(len(raw) for raw in messages)
     if largest > handed_size(config):
-        if not quiet:
-            log.info("action=ingest_alone reason=a message of %s bytes is processed here",
-                     largest)
+        log.info("action=ingest_alone reason=a message of %s bytes is processed here",
+                 largest)
         return None
     try:
         # Besides this user and root, the config's owner may listen: it decides anyway.
         owner = os.stat(config.path).st_uid if os.path.exists(config.path) else None
-        answers = hand_off(path, messages, greeting=greeting,
-                           trusted=() if owner is None else (owner,))
+        answers = hand_off(path, messages, trusted=() if owner is None else (owner,))
     except NoDaemon as error:
-        if not quiet or not error.expected:
-            log.log(logging.INFO if error.expected else logging.WARNING,
-                    "action=ingest_alone reason=%s", error)
+        log.log(logging.INFO if error.expected else logging.WARNING,
+                "action=ingest_alone reason=%s", error)
         return None
     except HandOffFailed as error:
         # Exit status 75 (EX_TEMPFAIL): the MTA keeps the message and delivers it again.

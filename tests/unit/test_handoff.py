@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import select as io_select
 import socket
 import stat
 import subprocess
@@ -27,7 +26,6 @@ from mailhelp.db.session import Database
 from mailhelp.errors import ConfigError
 from mailhelp.service.handoff import HandOffFailed, NoDaemon, hand_off
 from mailhelp.service.handoff_server import IngestServer, Turns
-from mailhelp.service.linger import GREETING
 from mailhelp.service.pipeline import Pipeline
 from tests.helpers import desk_config, mailhelp, write_config
 
@@ -304,42 +302,6 @@ def test_check_says_whether_a_daemon_takes_piped_mail(tmp_path, server, database
     assert ingest_line(server.path).startswith("ok    ingest     a daemon listens on")
     assert ingest_line(str(tmp_path / "none.sock")).startswith("warn  ingest     no daemon")
     assert ingest_line("/nonexistent/dir/ingest.sock").startswith("FAIL  ingest     ingest.socket")
-
-
-def test_a_client_not_greeted_does_the_work_itself(tmp_path):
-    path = str(tmp_path / "leaving.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen()
-    # A helper leaving: the connection waits in the queue, then the listener closes.
-    client_error = []
-
-    def connect() -> None:
-        try:
-            hand_off(path, [request(1)], greeting=GREETING)
-        except NoDaemon as error:
-            client_error.append(error)
-
-    client = threading.Thread(target=connect)
-    client.start()
-    assert io_select.select([listener], [], [], 10)[0]  # connected, in the queue, not taken
-    listener.close()
-    client.join(15)
-    [error] = client_error
-    assert error.expected and "did not take the connection" in str(error)
-
-
-def test_a_greeting_server_serves_a_greeting_client(tmp_path, pipeline):
-    answered = []
-    server = IngestServer(str(tmp_path / "greets.sock"), 0o600, pipeline, Turns(), 4_000_000,
-                          greeting=GREETING, answered=lambda: answered.append(True))
-    server.start()
-    try:
-        [answer] = hand_off(server.path, [request(1)], greeting=GREETING)
-    finally:
-        server.stop()
-    assert answer["state"] == "processed" and answer["ticket"] == 1
-    assert answered == [True] and server.served == 1
 
 
 def test_stopping_removes_only_its_own_socket(tmp_path, pipeline):
