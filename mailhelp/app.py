@@ -15,7 +15,7 @@ from .errors import MailhelpError
 
 if TYPE_CHECKING:
     from .config import Config
-    from .delivery.smtp import FlushStats, OutboxSender
+    from .delivery.worker import FlushStats, OutboxSender
     from .service.pipeline import Pipeline
 
 
@@ -48,14 +48,14 @@ class App:
         return Pipeline(self.config, self.db, self.clock)
 
     def sender(self) -> OutboxSender:
-        from .delivery.smtp import OutboxSender
+        from .delivery.worker import OutboxSender
 
         return OutboxSender(self.config.require_smtp(), self.db, self.clock,
                             self.config.storage.attachments_dir)
 
 
 def flush_outbox(app: App) -> FlushStats:
-    from .delivery.smtp import FlushStats
+    from .delivery.worker import FlushStats
 
     if app.config.smtp is None:
         return FlushStats()

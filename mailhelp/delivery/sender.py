@@ -18,7 +18,8 @@ import signal
 
 from ..app import App
 from ..db.session import WriteTurn
-from .smtp import FlushStats, OutboxSender, SentJournal
+from .journal import SentJournal
+from .worker import FlushStats, OutboxSender
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from ..config import ImapConfig
 from ..db.models import MailboxState, RawMessage
 from ..db.session import Database, transaction
-from ..delivery.smtp import tls_context
+from ..tls import tls_context
 from ..errors import SourceError
 from .pipeline import Arrival, Pipeline, Result
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import Ticket
 from mailhelp.db.session import Database
-from mailhelp.delivery.smtp import SentJournal
+from mailhelp.delivery.journal import SentJournal
 from tests.helpers import ROOT, mailhelp, write_config
 
 

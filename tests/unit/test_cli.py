@@ -124,7 +124,7 @@ NOT_FOR_A_PLAIN_NEW_TICKET = (
     "authres", "lxml", "inscriptis", "mailhelp.web.site", "mailhelp.report",
     "mailhelp.service.daemon",
     "mailhelp.service.imap", "mailhelp.db.migrate", "mailhelp.check", "mailhelp.demo",
-    "mailhelp.web.views", "mailhelp.delivery.smtp",
+    "mailhelp.web.views", "mailhelp.delivery.transport", "mailhelp.delivery.worker",
 )
 NOT_BEFORE_A_MESSAGE = ("jinja2",)
 

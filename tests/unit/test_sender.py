@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 from mailhelp.delivery.sender import _flush
-from mailhelp.delivery.smtp import FlushStats
+from mailhelp.delivery.worker import FlushStats
 
 
 class SlowSender:
