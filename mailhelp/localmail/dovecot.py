@@ -320,13 +320,6 @@ class DovecotServer:
                 f"port {self.imap_port} to close",
             )
 
-    def restart(self, timeout: float = 30.0) -> float:
-        """Real stop + start of the master: same config, ports and mail."""
-        t0 = time.monotonic()
-        self.stop(timeout)
-        self.start(timeout)
-        return time.monotonic() - t0
-
     def remove(self) -> None:
         """Stop and delete the runtime dir (mail included)."""
         self.stop()

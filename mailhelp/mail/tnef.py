@@ -11,7 +11,8 @@ hostile input costs time in proportion to its size.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+
+from .attachment import Attachment
 
 SIGNATURE = 0x223E9F78
 _LEVEL_ATTACHMENT = 0x02
@@ -37,19 +38,11 @@ _IID_IMESSAGE = bytes.fromhex("0703020000000000c000000000000046")
 _MAX_EMBEDDED = 3
 
 
-@dataclass(frozen=True)
-class TnefFile:
-    filename: str
-    content_type: str
-    payload: bytes = field(repr=False)
-    content_id: str = ""
-
-
 def is_tnef(data: bytes) -> bool:
     return len(data) >= 6 and struct.unpack_from("<I", data)[0] == SIGNATURE
 
 
-def attachments(data: bytes, limit: int = 1000, depth: int = 0) -> list[TnefFile]:
+def attachments(data: bytes, limit: int = 1000, depth: int = 0) -> list[Attachment]:
     """The files in a TNEF stream, in order, and no more than ``limit`` of them (the
     records after those are not read); [] when it holds none or is not TNEF.
 
@@ -57,7 +50,7 @@ def attachments(data: bytes, limit: int = 1000, depth: int = 0) -> list[TnefFile
     """
     if not is_tnef(data) or depth > _MAX_EMBEDDED or limit <= 0:
         return []
-    files: list[TnefFile] = []
+    files: list[Attachment] = []
     record: dict | None = None
     codepage = "cp1252"
     offset = 6
@@ -108,7 +101,7 @@ _NAMES = {_PR_ATTACH_LONG_FILENAME: "long", _PR_ATTACH_FILENAME: "short",
           _PR_ATTACH_CONTENT_ID: "cid"}
 
 
-def _files(record: dict, limit: int, depth: int) -> list[TnefFile]:
+def _files(record: dict, limit: int, depth: int) -> list[Attachment]:
     if "embedded" in record:
         return attachments(record["embedded"], limit, depth + 1)
     if "data" not in record:
@@ -116,7 +109,7 @@ def _files(record: dict, limit: int, depth: int) -> list[TnefFile]:
     name = next((record[k] for k in ("long", "title", "short", "display") if record.get(k)),
                 "attachment")
     content_type = record.get("mime", "").lower() or _type_of(name)
-    return [TnefFile(name, content_type, record["data"], record.get("cid", ""))]
+    return [Attachment(name, content_type, record["data"], record.get("cid", ""))]
 
 
 def _type_of(filename: str) -> str:
