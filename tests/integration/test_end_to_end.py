@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Daemon, mailhelp, write_config
+from tests.helpers import Daemon, mailhelp, outbox, sent_kinds, wait_for_outbox, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def config(tmp_path, database_url, mail) -> Path:
     return path
 
 
-def test_a_new_message_becomes_a_ticket_and_an_acknowledgement(mail, config):
+def test_a_new_message_becomes_a_ticket_and_an_acknowledgement(mail, config, database_url):
     original = teacher_mail()
     append(mail, original)
     done = mailhelp(config, "run", "--once")
@@ -101,39 +101,40 @@ def test_a_new_message_becomes_a_ticket_and_an_acknowledgement(mail, config):
     assert again.returncode == 0 and b"processed 0 message(s)" in again.stdout
     assert b"sent 0 mail(s)" in again.stdout
     assert tickets(config) == [ticket]
-    time.sleep(0.5)
+    # Both passes are over, so the outbox is final: one of each, each sent once.
+    assert sent_kinds(outbox(database_url)) == ["ack", "notification", "notification"]
     assert len(mail.messages("teacher1@school.test")) == 1
     assert len(mail.messages(HELP, "mailhelp/processed")) == 1
 
 
-def test_the_same_message_twice_makes_one_ticket(mail, config):
+def test_the_same_message_twice_makes_one_ticket(mail, config, database_url):
     original = teacher_mail()
     append(mail, original)
     append(mail, original)  # e.g. delivered to two aliases of the help mailbox
     assert mailhelp(config, "run", "--once").returncode == 0
     assert len(tickets(config)) == 1
     assert len(mail.messages(HELP, "mailhelp/processed")) == 2
-    time.sleep(0.3)
+    assert sent_kinds(outbox(database_url, to="teacher1@school.test")) == ["ack"]
     assert len(mail.messages("teacher1@school.test")) == 1
 
 
-def test_a_message_already_ingested_is_not_recorded_twice(mail, config):
+def test_a_message_already_ingested_is_not_recorded_twice(mail, config, database_url):
     original = teacher_mail()
     assert mailhelp(config, "ingest", stdin=original).returncode == 0
     append(mail, original)  # the move after an earlier commit never happened
     assert mailhelp(config, "run", "--once").returncode == 0
     assert len(tickets(config)) == 1
     assert mail.messages(HELP, "INBOX") == []
-    time.sleep(0.3)
+    assert sent_kinds(outbox(database_url, to="teacher1@school.test")) == ["ack"]
     assert len(mail.messages("teacher1@school.test")) == 1
 
 
-def test_auto_replies_get_no_ticket_and_no_answer(mail, config):
+def test_auto_replies_get_no_ticket_and_no_answer(mail, config, database_url):
     append(mail, (DATA / "out_of_office.eml").read_bytes())
     assert mailhelp(config, "run", "--once").returncode == 0
     assert tickets(config) == []
     assert len(mail.messages(HELP, "mailhelp/processed")) == 1
-    time.sleep(0.3)
+    assert outbox(database_url) == []  # the pass is over and nothing was queued
     assert mail.messages("teacher1@school.test") == []
 
 
@@ -222,7 +223,7 @@ def test_daemon_in_idle_acknowledges_within_two_seconds(mail, config):
     assert "action=daemon_stop" in daemon.output()
 
 
-def test_daemon_survives_a_dovecot_restart(mail, config):
+def test_daemon_survives_a_dovecot_restart(mail, config, database_url):
     daemon = Daemon(config)
     try:
         daemon.wait_for_log("action=imap_connected")
@@ -230,11 +231,15 @@ def test_daemon_survives_a_dovecot_restart(mail, config):
         mail.wait_for_messages("teacher1@school.test", 1, timeout=20)
         mail.restart_imap()
         mail.deliver(HELP, teacher_mail(2, "After the restart"))
-        acks = mail.wait_for_messages("teacher1@school.test", 2, timeout=60)
-        time.sleep(1)  # anything sent twice would arrive by now
-        acks = mail.messages("teacher1@school.test")
+        mail.wait_for_messages("teacher1@school.test", 2, timeout=60)
+        # Nothing is left for the daemon to do: both messages filed, both acks sent.
+        mail.wait_for_messages(HELP, 2, "mailhelp/processed", timeout=20)
+        assert mail.messages(HELP) == []
+        wait_for_outbox(database_url, 2, to="teacher1@school.test")
     finally:
         assert daemon.stop() == 0, daemon.output()
+    assert sent_kinds(outbox(database_url, to="teacher1@school.test")) == ["ack", "ack"]
+    acks = mail.messages("teacher1@school.test")
     assert "action=imap_disconnected" in daemon.output()
     subjects = sorted(parsed(a)["Subject"] for a in acks)
     assert subjects == ["[#1] Before the restart", "[#2] After the restart"]
@@ -260,13 +265,17 @@ def test_mail_waits_in_the_outbox_while_smtp_is_down(mail, tmp_path, database_ur
     try:
         daemon.wait_for_log("action=send_deferred")
         relay.start()
-        acks = mail.wait_for_messages("teacher1@school.test", 2, timeout=30)
+        mail.wait_for_messages("teacher1@school.test", 2, timeout=30)
         mail.wait_for_messages("tech1@school.test", 2, timeout=10)
-        time.sleep(1)
-        acks = mail.messages("teacher1@school.test")
+        wait_for_outbox(database_url, 6)
     finally:
         assert daemon.stop() == 0, daemon.output()
         relay.stop()
+    # Each row waited, was sent once when the relay came back, and nothing else was.
+    rows = outbox(database_url)
+    assert sorted(sent_kinds(rows)) == ["ack"] * 2 + ["notification"] * 4
+    assert relay.delivered == sum(len(row["recipients"]) for row in rows) == 6
+    acks = mail.messages("teacher1@school.test")
     assert sorted(parsed(a)["Subject"] for a in acks) == [
         "[#1] First while SMTP is down", "[#2] Second while SMTP is down"]
 
