@@ -29,10 +29,10 @@ class SentJournal:
     outbox when the write lock is free.
 
     On PostgreSQL (``outbox-sent`` in ``[storage] attachments_dir``, the one directory
-    every process of a desk must share already) a mark was an UPDATE of a wide row
-    with six indexes, a round trip and about 0.4 ms of the server's CPU for each pair
-    of mails (measured during a backlog, on two cores shared with the server); notes
-    are carried 50 at a time, in one transaction.
+    every process of a desk must share already) a mark is an UPDATE of a wide row with
+    six indexes and a round trip, which the server pays for during a backlog, when its
+    CPU is wanted most; notes are carried CARRY_AFTER at a time, in one transaction.
+    (benchmarks/RESULTS.md has the figures that keep this journal.)
 
     Notes are also carried when the outbox is empty and before anything is sent (notes
     a crash left behind included); until then the outbox shows those mails queued, and

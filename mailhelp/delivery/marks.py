@@ -23,8 +23,8 @@ class SentMarks:
     other connections go on talking to the server, and their marks go into the next
     commit. Where the marks are notes in a SentJournal, on PostgreSQL the notes are
     carried into the outbox from another thread, after the connections have heard that
-    their mails are marked: carrying fifty took a round trip and an UPDATE of fifty
-    rows, and every connection used to wait for it.
+    their mails are marked: a carry is a round trip and an UPDATE of many rows, which
+    no connection need wait for.
     """
 
     def __init__(self, db: Database, clock: Callable[[], datetime],
@@ -77,8 +77,8 @@ class SentMarks:
         if self.journal is not None and self.journal.takes_marks():
             self.journal.note(row_ids, self.clock())
             if self.db.dialect == "sqlite":
-                # Carried here, between the daemon's transactions: local and quick, and
-                # beside the sending (as on PostgreSQL) it cost SQLite's backlog 7%.
+                # Carried here, between the daemon's transactions: local and quick, it
+                # was slower beside the sending (as on PostgreSQL) than here.
                 self.journal.carry_due()
             return
         if self.connection is None:

@@ -57,8 +57,8 @@ def next_due(db: Database) -> datetime | None:
 
 
 def load(connection, row_ids: list[int]) -> dict[int, object]:
-    """Those of the rows that are still queued, with one statement (one per mail was a
-    tenth of what sending a mail costs)."""
+    """Those of the rows that are still queued, with one statement: a statement per
+    mail costs a round trip per mail."""
     with connection.execution_options(**{WRITE: False}).begin():
         return {row.id: row for row in connection.execute(_LOAD, {"row_ids": row_ids})}
 

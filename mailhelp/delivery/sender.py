@@ -32,8 +32,8 @@ STOP_GRACE = 5.0
 class SenderProcess:
     """Delivers the outbox whenever kicked, from a process of its own.
 
-    Sending costs about a third of what a message costs (the SMTP dialogue, marking
-    each mail sent); in a forked process it runs on the second core while this one
+    Sending (the SMTP dialogue, marking each mail sent) is a good share of what a
+    message costs; in a forked process it runs on the second core while this one
     fetches, parses and applies. It shares nothing with this process but the database
     (its own connections) and two events; it ignores SIGINT and SIGTERM (this process
     stops it between mails) and dies with this process if that is killed, so a crash
