@@ -18,8 +18,9 @@ from .controller import (
     default_users,
     resolve_kind,
 )
+from .delivery import DeliveryError, ImapAppendDelivery, LmtpDelivery
 from .dovecot import find_dovecot
-from .smtp import DeliveryError, ImapAppendDelivery, LmtpDelivery, SmtpRelay
+from .smtp import SmtpRelay
 
 __all__ = [
     "DEFAULT_ADDRESSES",
