@@ -12,14 +12,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 
-from sqlalchemy import bindparam, event, func, insert, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from ..config import Config
-from ..db.models import Message, Outbox, Suppression, Ticket, TicketEvent
+from ..db.models import Outbox, Suppression, Ticket
+from ..desk.batch import Batch
 from ..errors import TemplateError
 from ..mail import composer, signing
 from ..mail.parse import Address, Attachment
+from ..states import OutboxStatus
 from . import branding
 from .templating import Rendered, render
 
@@ -33,35 +35,23 @@ LOOP_HEADER = "X-Mailhelp-Loop"
 # staff notifications are limited per ticket only. Relays of a person's answer never.
 TO_REQUESTERS = ("ack", "status", "reminder", "survey")
 RATE_LIMITED = (*TO_REQUESTERS, "notification")
-LIMITS_MEMO = "mailhelp_limits"
-CONTENT_MEMO = "mailhelp_content"
-RENDERED_MEMO = "mailhelp_rendered"
-PENDING_MAIL = "mailhelp_pending_mail"
-PENDING_TICKETS = "mailhelp_pending_tickets"
-PENDING_INCOMING = "mailhelp_pending_incoming"
-PENDING_EVENTS = "mailhelp_pending_events"
 
 
-# All of a change's mail in two statements (ids returned in the order of the rows).
-_INSERT_MESSAGES = insert(Message.__table__).returning(Message.id, sort_by_parameter_order=True)
-_INSERT_OUTBOX = insert(Outbox.__table__)
-_INSERT_INCOMING = insert(Message.__table__)
-_INSERT_EVENTS = insert(TicketEvent.__table__)
 # hold_reason's queries, built once and run on the transaction's connection.
 _outbox, _suppressions = Outbox.__table__, Suppression.__table__
 _BOUNCED = select(_suppressions.c.address).where(
     _suppressions.c.address.in_(bindparam("addresses", expanding=True)),
     _suppressions.c.until > bindparam("now"))
 _RECENT = select(func.count()).select_from(_outbox).where(
-    _outbox.c.created_at >= bindparam("since"), _outbox.c.status != "suppressed")
+    _outbox.c.created_at >= bindparam("since"), _outbox.c.status != OutboxStatus.SUPPRESSED)
 _RECENT_ON_TICKET = _RECENT.where(_outbox.c.ticket_id == bindparam("ticket_id"),
                                   _outbox.c.kind.in_(RATE_LIMITED))
 _RECENT_BY_TICKET = select(_outbox.c.ticket_id, func.count()).where(
-    _outbox.c.created_at >= bindparam("since"), _outbox.c.status != "suppressed",
+    _outbox.c.created_at >= bindparam("since"), _outbox.c.status != OutboxStatus.SUPPRESSED,
     _outbox.c.ticket_id.in_(bindparam("ticket_ids", expanding=True)),
     _outbox.c.kind.in_(RATE_LIMITED)).group_by(_outbox.c.ticket_id)
 _RECENT_BY_ADDRESS = select(_outbox.c.to_address, func.count()).where(
-    _outbox.c.created_at >= bindparam("since"), _outbox.c.status != "suppressed",
+    _outbox.c.created_at >= bindparam("since"), _outbox.c.status != OutboxStatus.SUPPRESSED,
     _outbox.c.to_address.in_(bindparam("addresses", expanding=True)),
     _outbox.c.kind.in_(TO_REQUESTERS)).group_by(_outbox.c.to_address)
 _RECENT_TO_ADDRESS = _RECENT.where(_outbox.c.to_address == bindparam("address"),
@@ -121,10 +111,9 @@ def enqueue(
 ) -> str | None:
     """Compose a draft and record it on the ticket and in the outbox, in ``tx``.
 
-    Returns the mail's Message-ID (None: no one to send it to). The two rows are
-    written with plain INSERTs, not through the ORM's unit of work, which costs ten
-    times as much, and all the mail of a change together (``write_pending``): one
-    statement for the messages and one for the outbox rows, however many mails.
+    Returns the mail's Message-ID (None: no one to send it to). The two rows are held
+    back by the transaction's batch and written with the rest of its mail, with one
+    statement for the messages and one for the outbox rows (``Batch.write``).
     """
     if not draft.to and not draft.cc:
         log.warning("ticket=%s action=not_sent kind=%s reason=no deliverable recipient",
@@ -145,8 +134,7 @@ def enqueue(
         text, html = rendered.text, rendered.html
     held = hold_reason(tx, config, ticket, draft, now)
     recipients = [a.address for a in (*draft.to, *draft.cc)]
-    tx.info.setdefault(PENDING_TICKETS, set()).add(ticket.id)
-    tx.info.setdefault(PENDING_MAIL, []).append(({
+    Batch.of(tx).hold_mail({
         "ticket_id": ticket.id, "direction": "out", "kind": draft.kind,
         "message_id": message_id, "in_reply_to": draft.in_reply_to,
         "references": list(draft.references), "from_address": config.helpdesk.address,
@@ -158,10 +146,10 @@ def enqueue(
         "ticket_id": ticket.id, "kind": draft.kind,
         "message_id": message_id, "mail_from": envelope_sender(config, message_id),
         "recipients": recipients, "to_address": draft.to[0].address, "raw": raw,
-        "body_text": text, "body_html": html,
-        "status": "suppressed" if held else "queued", "last_error": held or None,
+        "body_text": text, "body_html": html, "last_error": held or None,
+        "status": OutboxStatus.SUPPRESSED if held else OutboxStatus.QUEUED,
         "attempts": 0, "next_attempt_at": now, "created_at": now,
-    }))
+    })
     if held:
         log.warning("ticket=%s message=%s action=suppressed kind=%s to=%s reason=%s",
                     ticket.id, message_id, draft.kind, ",".join(recipients), held)
@@ -180,87 +168,44 @@ def envelope_sender(config: Config, message_id: str) -> str:
 
 
 def write_pending(tx: Session) -> None:
-    """Write the mail enqueued in ``tx`` and not yet written, after what the ORM holds
-    (the incoming messages above all: a ticket's messages are in id order, and the next
-    mail threads after the last). Done before the commit (a listener), before reading
-    a ticket's messages, and before recording more on a ticket that has mail waiting
-    (``settle``): a batch's mail is written with two statements, not two per message."""
-    tx.info.pop(PENDING_TICKETS, None)
-    incoming = tx.info.pop(PENDING_INCOMING, None)
-    pending = tx.info.pop(PENDING_MAIL, None)
-    events = tx.info.pop(PENDING_EVENTS, None)
-    if not (incoming or pending or events):
-        return
-    tx.flush()
-    connection = tx.connection()
-    if incoming:
-        connection.execute(_INSERT_INCOMING, incoming)
-    if pending:
-        ids = connection.execute(_INSERT_MESSAGES, [message for message, _ in pending]).scalars()
-        connection.execute(_INSERT_OUTBOX, [{**row, "message_row_id": message_row_id}
-                                            for (_, row), message_row_id in zip(pending, ids,
-                                                                                strict=True)])
-    if events:
-        connection.execute(_INSERT_EVENTS, events)
+    """Write what ``tx``'s batch holds back (mail, incoming messages, events): before a
+    query reads a ticket's messages."""
+    batch = Batch.current(tx)
+    if batch is not None:
+        batch.write()
 
 
-def pending_message_ids(tx: Session) -> set[str]:
-    """Message-IDs of the messages ``tx`` holds and has not written yet."""
-    ids = {row["message_id"] for row in tx.info.get(PENDING_INCOMING, ())}
-    ids.update(message["message_id"] for message, _ in tx.info.get(PENDING_MAIL, ()))
-    ids.update(row.message_id for row in tx.new if isinstance(row, Message))
-    return ids
-
-
-def drop_pending(tx: Session) -> None:
-    """Work undone (a rollback, a savepoint's too): what it left waiting goes with it."""
-    for key in (PENDING_INCOMING, PENDING_MAIL, PENDING_EVENTS, PENDING_TICKETS):
-        tx.info.pop(key, None)
-
-
+# The batch's own methods under their old names, for the desk's handlers until they
+# call it directly (issue 17).
 def pend_incoming(tx: Session, row: dict) -> None:
-    """An incoming message's row, written with the rest of the batch's (``write_pending``)."""
-    tx.info.setdefault(PENDING_TICKETS, set()).add(row["ticket_id"])
-    tx.info.setdefault(PENDING_INCOMING, []).append(row)
-
-
-def pend_event(tx: Session, row: dict) -> None:
-    tx.info.setdefault(PENDING_EVENTS, []).append(row)
+    Batch.of(tx).hold_incoming(row)
 
 
 def settle(tx: Session, ticket_id: int) -> None:
-    """Before a ticket gets another message in ``tx``: its mail so far is written first."""
-    if ticket_id in tx.info.get(PENDING_TICKETS, ()):
-        write_pending(tx)
+    Batch.of(tx).settle(ticket_id)
 
 
 def write_all(tx: Session) -> None:
-    """Everything ``tx`` holds so far into the database, for a plain statement to see."""
-    write_pending(tx)
-    tx.flush()
+    Batch.of(tx).write_all()
 
 
-@event.listens_for(Session, "before_commit")
-def _write_before_commit(tx: Session) -> None:
-    write_pending(tx)
+def pending_message_ids(tx: Session) -> set[str]:
+    return Batch.of(tx).pending_message_ids()
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_after_rollback(tx: Session, _previous) -> None:
-    # Whatever was waiting belonged to the work undone (a savepoint's included: what
-    # came before one is written when it begins).
-    drop_pending(tx)
+def note_new_ticket(tx: Session, ticket: Ticket) -> None:
+    Batch.of(tx).note_new_ticket(ticket)
 
 
 def hold_reason(tx: Session, config: Config, ticket: Ticket, draft: Draft, now: datetime) -> str:
     """Why an automatic mail must not go out now, or '' (human answers are never held).
 
-    The counts are read once per transaction and kept up to date in ``tx.info`` as
-    mail is queued: one message causes several mails, and each used to ask again.
+    The counts are read once per transaction and kept up to date in its batch as mail
+    is queued: one message causes several mails, and each used to ask again.
     """
     if draft.kind not in RATE_LIMITED:
         return ""
-    # The rows counted here are written by plain INSERTs (enqueue) and suppressions
+    # The rows counted here are written by the batch's INSERTs (enqueue) and suppressions
     # are flushed where they are made (forget_limits): the ORM's pending objects
     # (the ticket's new message and events) need not be flushed for these queries.
     with tx.no_autoflush:
@@ -269,7 +214,7 @@ def hold_reason(tx: Session, config: Config, ticket: Ticket, draft: Draft, now: 
 
 def _hold_reason(tx: Session, config: Config, ticket: Ticket, draft: Draft,
                  now: datetime) -> str:
-    limits, memo = config.limits, _limits_memo(tx)
+    limits, memo = config.limits, Batch.of(tx).limits
     since = now - timedelta(hours=1)
     run = tx.connection().execute
     if draft.kind in TO_REQUESTERS:
@@ -300,7 +245,7 @@ def _render(tx: Session, config: Config, draft: Draft, now: datetime) -> Rendere
     staff member) are rendered once. An override that fails to render gives way to the
     bundled template, so that the mail still goes out, and the admin hears of it."""
     name = draft.template or draft.kind
-    return _latest(tx, RENDERED_MEMO, (name, draft.variables),
+    return _latest(tx, "rendered", (name, draft.variables),
                    lambda: _render_or_bundled(tx, config, name, draft.variables, now))
 
 
@@ -327,7 +272,7 @@ def look_ahead(tx: Session, addresses: Sequence[str], now: datetime,
     acknowledgements go to), and last hour's automatic mail on the tickets its replies
     answer: three queries instead of up to three per message. Asked before the batch
     enqueues anything (enqueue keeps the counts current from then on)."""
-    memo = _limits_memo(tx)
+    memo = Batch.of(tx).limits
     since = now - timedelta(hours=1)
     _look_up_bounced(tx, addresses, now)
     uncounted = sorted({a for a in addresses if a not in memo["address"]})
@@ -344,7 +289,7 @@ def look_ahead(tx: Session, addresses: Sequence[str], now: datetime,
 
 def _look_up_bounced(tx: Session, addresses: Sequence[str], now: datetime) -> None:
     """Whether these addresses are suppressed now, for those the memo does not know."""
-    memo = _limits_memo(tx)["bounced"]
+    memo = Batch.of(tx).limits["bounced"]
     unknown = sorted({a for a in addresses if a not in memo})
     if unknown:
         found = set(tx.connection().execute(
@@ -356,47 +301,32 @@ def _content(tx: Session, rendered: Rendered, attachments: Sequence[Attachment],
              logo: branding.Logo | None = None) -> bytes:
     """The MIME body for these words, built once for all the mails of ``tx`` that share
     them (a notification to each staff member, say); only the latest is kept."""
-    return _latest(tx, CONTENT_MEMO, (rendered, tuple(attachments)),
+    return _latest(tx, "content", (rendered, tuple(attachments)),
                    lambda: composer.body(rendered, attachments, logo))
 
 
 def _latest(tx: Session, name: str, key, make):
-    """``make()`` for ``key``, kept in ``tx`` while the next caller asks for an equal key
-    (only the latest is kept: the mails of one change follow one another)."""
-    memo = tx.info.get(name)
+    """``make()`` for ``key``, kept by ``tx``'s batch while the next caller asks for an
+    equal key (only the latest is kept: the mails of one change follow one another)."""
+    latest = Batch.of(tx).latest
+    memo = latest.get(name)
     if memo is None or memo[0] != key:
-        memo = tx.info[name] = (key, make())
+        memo = latest[name] = (key, make())
     return memo[1]
 
 
-def _limits_memo(tx: Session) -> dict:
-    return tx.info.setdefault(LIMITS_MEMO, {"ticket": {}, "address": {}, "bounced": {}})
-
-
 def _count_queued(tx: Session, ticket: Ticket, draft: Draft) -> None:
-    memo = _limits_memo(tx)
+    memo = Batch.of(tx).limits
     if draft.kind in RATE_LIMITED and ticket.id in memo["ticket"]:
         memo["ticket"][ticket.id] += 1
     if draft.kind in TO_REQUESTERS and draft.to[0].address in memo["address"]:
         memo["address"][draft.to[0].address] += 1
 
 
-def note_new_ticket(tx: Session, ticket: Ticket) -> None:
-    """A ticket made in ``tx`` has sent nothing yet: no need to count (a range scan)."""
-    _limits_memo(tx)["ticket"][ticket.id] = 0
-
-
-def note_new_person(tx: Session, address: str) -> None:
-    """A person made in ``tx`` has had no mail as a requester yet: nothing to count."""
-    _limits_memo(tx)["address"][address] = 0
-
-
 def forget_limits(tx: Session) -> None:
     """After adding a suppression in ``tx``: the memo no longer tells the truth, and the
     suppression (and the mail so far) must be in the database for hold_reason's queries."""
-    write_pending(tx)
-    tx.flush()
-    tx.info.pop(LIMITS_MEMO, None)
+    Batch.of(tx).forget_limits()
 
 
 def _dedupe(ids: Sequence[str]) -> list[str]:

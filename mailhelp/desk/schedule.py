@@ -9,28 +9,29 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from ..config import Config
 from ..db.models import Job, Survey, Ticket
+from ..states import TicketStatus
+from .batch import Batch
 
 AUTO = "system:auto-resolve"
-OPEN_JOBS = "mailhelp_open_jobs"  # tx.info: {ticket id: its jobs not done nor cancelled}
 
 
 def wanted(config: Config, ticket: Ticket, has_survey: bool) -> dict[str, timedelta]:
     """Job kind -> delay from now, for a ticket in its current status."""
     lifecycle, survey = config.lifecycle, config.survey
     jobs: dict[str, timedelta] = {}
-    if ticket.status == "pending":
+    if ticket.status == TicketStatus.PENDING:
         jobs["reminder"] = lifecycle.pending_reminder_after
         jobs["auto_resolve"] = lifecycle.pending_resolve_after
-    if ticket.status == "resolved":
+    if ticket.status == TicketStatus.RESOLVED:
         jobs["auto_close"] = lifecycle.auto_close_after
     surveyable = survey.enabled and not has_survey and (
         ticket.resolved_by != AUTO or survey.after_auto_resolve)
-    if ticket.status in ("resolved", "closed") and surveyable:
+    if TicketStatus(ticket.status).is_done and surveyable:
         jobs["survey"] = survey.delay
     return jobs
 
@@ -41,7 +42,9 @@ def reschedule(tx: Session, config: Config, ticket: Ticket, now: datetime) -> No
     else:  # loaded with the ticket (a reply's), and kept current by lifecycle._survey
         has_survey = ticket.survey is not None
     want = wanted(config, ticket, has_survey)
-    known = tx.info.setdefault(OPEN_JOBS, {})
+    # The batch's open jobs by ticket; a rollback (a staff command's savepoint) empties
+    # it, as the jobs made or cancelled in the work undone are gone or expired.
+    known = Batch.of(tx).open_jobs
     if ticket.id in known:
         open_jobs = [job for job in known[ticket.id]
                      if job.done_at is None and job.cancelled_at is None]
@@ -67,7 +70,7 @@ def look_ahead(tx: Session, ticket_ids: Collection[int]) -> None:
     """The open jobs of a batch's tickets (those its replies answer), with one query
     instead of one per status change."""
     if ticket_ids:
-        known = tx.info.setdefault(OPEN_JOBS, {})
+        known = Batch.of(tx).open_jobs
         unknown = sorted(set(ticket_ids) - known.keys())
         if not unknown:
             return
@@ -79,16 +82,10 @@ def look_ahead(tx: Session, ticket_ids: Collection[int]) -> None:
 
 def note_new_ticket(tx: Session, ticket: Ticket) -> None:
     """A ticket made in ``tx`` has no jobs yet: nothing to ask when its status changes."""
-    tx.info.setdefault(OPEN_JOBS, {})[ticket.id] = []
+    Batch.of(tx).open_jobs[ticket.id] = []
 
 
 def _open_jobs(ticket_ids: list[int]):
     return select(Job).where(Job.ticket_id.in_(ticket_ids), Job.done_at.is_(None),
                              Job.cancelled_at.is_(None)).order_by(Job.id)
 
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_after_rollback(tx: Session, _previous) -> None:
-    # Jobs made or cancelled in the work undone (a staff command's savepoint) are gone
-    # or expired: asked again.
-    tx.info.pop(OPEN_JOBS, None)

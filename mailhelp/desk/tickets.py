@@ -8,18 +8,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import event as orm_event
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from ..config import Config
 from ..db.models import Participant, Person, Ticket
-from ..delivery.outbox import note_new_person, pend_event
 from ..mail.parse import Address
 from . import schedule
+from .batch import Batch
 
-PEOPLE = "mailhelp_people"  # tx.info: {address: Person or None} for a batch's senders
-NEXT_NUMBER = "mailhelp_next_ticket"  # tx.info: the number of the next ticket made in tx
+PEOPLE = "mailhelp_people"  # no longer used: the handlers' savepoint forgets people (issue 17)
 
 _LAST_NUMBER = select(func.coalesce(func.max(Ticket.id), 0))
 # Held until the transaction ends: one transaction at a time makes tickets (PostgreSQL;
@@ -34,30 +32,23 @@ def ticket_number(tx: Session) -> int:
     be written the moment it is made (its number is in the subject of its first mail):
     a batch's new tickets are written with one INSERT at its end. The transaction has
     the sole right to make tickets until it ends, and a number is the highest so far
-    plus one: no gaps, even where a transaction was rolled back.
+    plus one: no gaps, even where a transaction was rolled back (its batch forgets the
+    numbers handed out in work undone).
     """
-    number = tx.info.get(NEXT_NUMBER)
+    batch = Batch.of(tx)
+    number = batch.next_number
     if number is None:
         connection = tx.connection()
         if connection.dialect.name == "postgresql":
             connection.execute(_NUMBERS_LOCK)
         number = connection.execute(_LAST_NUMBER).scalar_one() + 1
-    tx.info[NEXT_NUMBER] = number + 1
+    batch.next_number = number + 1
     return number
-
-
-@orm_event.listens_for(Session, "after_soft_rollback")
-def _numbers_after_rollback(tx: Session, _previous) -> None:
-    # Numbers handed out in work that was undone are handed out again.
-    tx.info.pop(NEXT_NUMBER, None)
 
 
 def look_ahead(tx: Session, addresses: list[str]) -> None:
     """A batch's senders, with one query: ``person`` asks this first."""
-    known: dict[str, Person | None] = dict.fromkeys(addresses)
-    known.update({p.address: p for p in tx.scalars(
-        select(Person).where(Person.address.in_(set(addresses))))})
-    tx.info[PEOPLE] = known
+    Batch.of(tx).look_ahead_people(addresses)
 
 
 def person(tx: Session, address: Address, now: datetime, flush: bool = True) -> Person:
@@ -65,19 +56,16 @@ def person(tx: Session, address: Address, now: datetime, flush: bool = True) -> 
 
     ``flush=False``: a new person gets an id with the next flush (a new ticket's
     requester: the ticket's own flush writes both)."""
-    known = tx.info.get(PEOPLE, {})
-    if address.address in known:
-        found = known[address.address]
-    else:
+    batch = Batch.of(tx)
+    known, found = batch.known_person(address.address)
+    if not known:
         found = tx.scalar(select(Person).where(Person.address == address.address))
     if found is None:
         found = Person(address=address.address, name=address.name[:200], created_at=now)
         tx.add(found)
         if flush:
             tx.flush()
-        note_new_person(tx, found.address)
-        if PEOPLE in tx.info:
-            tx.info[PEOPLE][found.address] = found
+        batch.note_new_person(found)
     elif address.name and not found.name:
         found.name = address.name[:200]
     return found
@@ -113,7 +101,6 @@ def set_status(tx: Session, config: Config, ticket: Ticket, status: str, actor: 
 
 def event(tx: Session, ticket: Ticket, now: datetime, actor: str, action: str,
           detail: str) -> None:
-    # Written with the rest of the batch (outbox.write_pending): nothing in a change
-    # reads its events back.
-    pend_event(tx, {"ticket_id": ticket.id, "at": now, "actor": actor, "action": action,
+    # Written with the rest of the batch's rows: nothing in a change reads them back.
+    Batch.of(tx).hold_event({"ticket_id": ticket.id, "at": now, "actor": actor, "action": action,
                     "detail": detail})

@@ -26,11 +26,13 @@ from ..db.session import Database, transaction
 from ..db.storage import AttachmentStore
 from ..delivery import outbox
 from ..desk import schedule, surveys, tickets, workflow
+from ..desk.batch import Batch
 from ..desk.threads import plus_ticket, tag_pattern, thread_ids
 from ..desk.workflow import Context, Outcome, Stored
 from ..errors import MailhelpError
 from ..mail.parse import Inbound, message_id_of, parse
 from ..mail.quoting import new_text_of
+from ..states import RawState
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +43,10 @@ TOGETHER = 20
 ALONE_ABOVE = 1 << 20  # bytes: a bigger message has a transaction (and memory) to itself
 
 # raw_messages.state after processing, by workflow action.
-STATE_OF = {"new_ticket": "processed", "reply": "processed", "recorded": "processed",
-            "staff_reply": "processed", "spam": "spam", "outsider": "outsider",
-            "duplicate": "duplicate", "ignored": "ignored"}
-DONE_STATES = ("processed", "duplicate", "ignored", "spam", "outsider")
+STATE_OF = {"new_ticket": RawState.PROCESSED, "reply": RawState.PROCESSED,
+            "recorded": RawState.PROCESSED, "staff_reply": RawState.PROCESSED,
+            "spam": "spam", "outsider": "outsider", "duplicate": "duplicate",
+            "ignored": "ignored"}
 
 
 _raw_messages = RawMessage.__table__
@@ -76,7 +78,7 @@ class Result:
 
     @property
     def failed(self) -> bool:
-        return self.state == "failed"
+        return self.state == RawState.FAILED
 
 
 class Pipeline:
@@ -99,7 +101,7 @@ class Pipeline:
         with self.turn():
             stored = self.store(arrivals)
         for (raw_id, uid, state), arrival in zip(stored, arrivals, strict=True):
-            if state == "new":
+            if state == RawState.NEW:
                 new.append(_Waiting(len(results), raw_id, uid, arrival.raw))
                 results.append(None)
             else:
@@ -143,6 +145,7 @@ class Pipeline:
     def _apply_together(self, group: list[tuple[_Waiting, object]]) -> list[tuple[int, Result]]:
         done, rows = [], []
         with transaction(self.db) as tx:
+            Batch(tx)
             # What every message asks the database, asked once for all of them.
             answered = workflow.look_ahead(tx, [inbound for _, inbound in group])
             senders = [inbound.sender.address for _, inbound in group]
@@ -187,7 +190,7 @@ class Pipeline:
                         "source": arrival.source, "uidvalidity": arrival.uidvalidity,
                         "uid": arrival.uid, "message_id": message_id_of(arrival.raw)[:998],
                         "sha256": hashlib.sha256(arrival.raw).hexdigest(),
-                        "size": len(arrival.raw), "state": "new", "received_at": now})
+                        "size": len(arrival.raw), "state": RawState.NEW, "received_at": now})
                     raws.append(arrival.raw)
                 positions.append(new[key])
             # One INSERT for the batch, ids returned in order; no ORM objects to track.
@@ -196,7 +199,7 @@ class Pipeline:
             stored = []
             for position, arrival in zip(positions, arrivals, strict=True):
                 raw_id, state = position if isinstance(position, tuple) \
-                    else (ids[position], "new")
+                    else (ids[position], RawState.NEW)
                 stored.append((raw_id, arrival.uid, state))
             return stored
 
@@ -219,7 +222,7 @@ class Pipeline:
         found again in the inbox by their UID)."""
         with self.db.sessions() as session:
             ids = list(session.scalars(select(RawMessage.id).where(
-                RawMessage.state == "new", RawMessage.uid.is_(None),
+                RawMessage.state == RawState.NEW, RawMessage.uid.is_(None),
                 RawMessage.received_at < self.clock() - older_than).order_by(RawMessage.id)))
         return [self.process(raw_id) for raw_id in ids]
 
@@ -245,8 +248,8 @@ class Pipeline:
                       exc_info=not isinstance(error, MailhelpError))
             with transaction(self.db) as tx:
                 row = tx.get(RawMessage, raw_id)
-                row.state, row.error, row.processed_at = "failed", reason, self.clock()
-            return Result(raw_id, uid, "failed", None, reason)
+                row.state, row.error, row.processed_at = RawState.FAILED, reason, self.clock()
+            return Result(raw_id, uid, RawState.FAILED, None, reason)
         self._log_outcome(raw_id, uid, inbound, outcome)
         return Result(raw_id, uid, STATE_OF[outcome.action], outcome)
 
@@ -272,6 +275,7 @@ class Pipeline:
         for attempt in (1, 2):
             try:
                 with transaction(self.db) as tx:
+                    Batch(tx)  # a batch of one
                     return self._apply_one(tx, Stored(raw_id, raw_bytes), inbound)[0]
             except IntegrityError:
                 # Another process recorded the same Message-ID between our check and

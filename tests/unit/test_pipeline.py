@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import email
+import email.message
 import email.policy
+import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from mailhelp.db.models import (
     TicketEvent,
 )
 from mailhelp.db.session import Database
+from mailhelp.db.storage import AttachmentStore
 from mailhelp.service.pipeline import Arrival, Pipeline
 from tests.helpers import desk_config
 
@@ -272,25 +276,36 @@ def test_a_ticket_named_twice_in_a_batch_keeps_its_messages_in_order(pipeline):
                      "notification", "notification"]
 
 
-def test_one_message_failing_in_a_batch_fails_alone(pipeline, monkeypatch, caplog):
+class FullDisk(AttachmentStore):
+    """An attachment store whose disk is full for one attachment."""
+
+    def put(self, payload: bytes) -> str:
+        if b"the bad one" in payload:
+            raise OSError(28, "No space left on device")
+        return super().put(payload)
+
+
+def with_attachment(sender: str, message_id: str, payload: bytes) -> bytes:
+    message = email.message.EmailMessage()
+    message["From"], message["To"] = sender, "help@school.test"
+    message["Subject"], message["Message-ID"] = "Printer jam", message_id
+    message["Date"] = "Mon, 23 Nov 2026 08:00:00 +0000"
+    message.set_content("The printer in the staff room jams on every page.")
+    message.add_attachment(payload, maintype="application", subtype="octet-stream",
+                           filename="log.txt")
+    return message.as_bytes()
+
+
+def test_one_message_failing_in_a_batch_fails_alone(pipeline, tmp_path, caplog):
     # The batch's transaction is undone; each message is done again on its own, so the
     # others are processed and only the one at fault goes to the failed folder.
-    from mailhelp.desk import workflow as module
-
-    real_apply = module.apply
-
-    def apply(tx, ctx, inbound, stored, now):
-        if inbound.message_id == "<bad@school.test>":
-            raise ValueError("cannot apply this one")
-        return real_apply(tx, ctx, inbound, stored, now)
-
-    monkeypatch.setattr(module, "apply", apply)
-    arrivals = [Arrival(mail(sender=f"teacher{i}@school.test",
-                             message_id=f"<{'bad' if i == 2 else i}@school.test>"), "test")
+    pipeline.context = replace(pipeline.context, store=FullDisk(tmp_path / "full"))
+    arrivals = [Arrival(with_attachment(f"teacher{i}@school.test", f"<{i}@school.test>",
+                                        b"the bad one" if i == 2 else b"fine"), "test")
                 for i in range(1, 5)]
     results = pipeline.accept(arrivals)
     assert [r.state for r in results] == ["processed", "failed", "processed", "processed"]
-    assert "cannot apply this one" in results[1].error
+    assert "No space left on device" in results[1].error
     assert "action=batch_undone messages=4" in caplog.text
     assert count(pipeline, Ticket) == 3
     assert count(pipeline, RawMessage, RawMessage.state == "failed") == 1
@@ -327,56 +342,58 @@ def test_pipelines_at_once_never_hand_out_a_number_twice(pipeline):
         other.db.dispose()
 
 
-def test_a_big_message_is_applied_alone_and_in_its_place(pipeline, monkeypatch):
+def transactions(engine) -> list[int]:
+    """Counts, as they happen, the transactions begun on ``engine`` (one item each)."""
+    begun: list[int] = []
+    event.listen(engine, "begin", lambda connection: begun.append(1))
+    return begun
+
+
+def test_a_big_message_is_applied_alone_and_in_its_place(pipeline):
     # A big request (photos of the broken projector) and the teacher's follow-up in the
     # same batch: the request has a transaction to itself, and still comes first.
-    from mailhelp.service import pipeline as module
-
-    monkeypatch.setattr(module, "ALONE_ABOVE", 1000)
-    request = mail(message_id="<big@school.test>", extra="X-Padding: " + "p" * 2000 + "\n")
+    photos = "\n".join(["iVBORw0KGgoAAAANSUhEUgAAB4AAAAQ4CAIAAABnsVYUAAAAA"] * 22000)
+    request = mail(message_id="<big@school.test>") + photos.encode() + b"\n"
+    assert len(request) > 1 << 20
     follow_up = mail(message_id="<small@school.test>", subject="Re: Printer jam",
                      extra="In-Reply-To: <big@school.test>\n")
     other = mail(sender="teacher2@school.test", message_id="<other@school.test>")
-    results = pipeline.accept([Arrival(other, "test"), Arrival(request, "test"),
-                               Arrival(follow_up, "test")])
-    assert [r.outcome.action for r in results] == ["new_ticket", "new_ticket", "reply"]
-    assert results[2].outcome.ticket_id == results[1].outcome.ticket_id
+    small = mail(sender="teacher3@school.test", message_id="<small2@school.test>")
+    begun = transactions(pipeline.db.engine)
+    results = pipeline.accept([Arrival(other, "test"), Arrival(small, "test"),
+                               Arrival(request, "test"), Arrival(follow_up, "test")])
+    assert [r.outcome.action for r in results] == ["new_ticket"] * 3 + ["reply"]
+    assert results[3].outcome.ticket_id == results[2].outcome.ticket_id == 3
+    # Storing, then the two before it together, the big one, the one after it.
+    assert len(begun) == 4
 
 
 @pytest.mark.parametrize("together", [False, True], ids=["alone", "in a batch"])
-def test_a_replys_new_text_is_worked_out_before_the_transaction(pipeline, monkeypatch,
-                                                                 together):
+def test_a_replys_new_text_is_worked_out_before_the_transaction(pipeline, together):
     # SQLite holds its write lock for the whole of a transaction: quote cutting, the
-    # slowest pure stage after parsing, must not run in there.
-    from contextlib import contextmanager
-
+    # slowest pure stage after parsing, must not run in there. Watched, not replaced:
+    # each call of quoting.cut notes whether a transaction is open on the engine.
     from mailhelp.mail import quoting
-    from mailhelp.service import pipeline as module
 
     pipeline.accept([Arrival(mail(), "test")])
     inside, cuts = [False], []
-    real_transaction, real_cut = module.transaction, quoting.cut
+    event.listen(pipeline.db.engine, "begin", lambda connection: inside.__setitem__(0, True))
+    for end in ("commit", "rollback"):
+        event.listen(pipeline.db.engine, end, lambda connection: inside.__setitem__(0, False))
 
-    @contextmanager
-    def watched(db):
-        inside[0] = True
-        try:
-            with real_transaction(db) as tx:
-                yield tx
-        finally:
-            inside[0] = False
+    def watch(frame, what, _arg):
+        if what == "call" and frame.f_code is quoting.cut.__code__:
+            cuts.append(inside[0])
 
-    def cut(text):
-        cuts.append(inside[0])
-        return real_cut(text)
-
-    monkeypatch.setattr(module, "transaction", watched)
-    monkeypatch.setattr(quoting, "cut", cut)
     reply = mail(subject="Re: [#1] Printer jam", message_id="<m2@school.test>",
                  extra="In-Reply-To: <m1@school.test>\n")
     request = mail(sender="teacher2@school.test", message_id="<m3@school.test>")
     arrivals = [Arrival(reply, "test")] + ([Arrival(request, "test")] if together else [])
-    results = pipeline.accept(arrivals)
+    sys.setprofile(watch)
+    try:
+        results = pipeline.accept(arrivals)
+    finally:
+        sys.setprofile(None)
     assert results[0].outcome.action == "reply"
     # Read once, before: a new request (nothing it could answer) needs no new text.
     assert cuts == [False]
