@@ -96,7 +96,6 @@ def _instant(text: str) -> datetime:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.own_process = argv is None  # the command line of a process of its own
     try:
         if args.command == "demo":
             from .demo import run_demo
@@ -216,7 +215,7 @@ def cmd_run(config, args) -> int:
 def cmd_ingest(config, args) -> int:
     from .service.ingest import ingest
 
-    return ingest(config, args.files, own_process=args.own_process)
+    return ingest(config, args.files)
 
 
 def cmd_tickets(config, args) -> int:

@@ -22,11 +22,8 @@ from ..mail.printable import printable
 log = logging.getLogger("mailhelp")
 
 
-def ingest(config, files: list[str], own_process: bool = True) -> int:
-    """``mailhelp ingest``: the exit status (75 on a temporary failure).
-
-    ``own_process`` is no longer read (it kept a test's call of main() from forking a
-    helper that stayed on); cli.py still passes it."""
+def ingest(config, files: list[str]) -> int:
+    """``mailhelp ingest``: the exit status (75 on a temporary failure)."""
     messages = []
     for name in files:
         try:
