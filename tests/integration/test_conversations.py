@@ -6,13 +6,13 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import time
 from pathlib import Path
 
 import pytest
 
+from mailhelp.states import OutboxStatus
 from tests import mailclients
-from tests.helpers import mailhelp, write_config
+from tests.helpers import mailhelp, outbox, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -34,9 +34,10 @@ def plain(raw: bytes) -> str:
 class Desk:
     """The help desk as the people around it see it: mailboxes and the CLI."""
 
-    def __init__(self, mail, config: Path) -> None:
+    def __init__(self, mail, config: Path, database_url: str) -> None:
         self.mail = mail
         self.config = config
+        self.database_url = database_url
 
     def send(self, raw: bytes) -> None:
         """Mail arrives in the help mailbox, and mailhelp runs once."""
@@ -50,10 +51,22 @@ class Desk:
         assert b"0 failed" in done.stdout, done.stdout.decode() + done.stderr.decode()
 
     def inbox(self, user: str, count: int | None = None) -> list[bytes]:
+        """``user``'s INBOX; with ``count``, asserted to hold exactly that many mails,
+        as many as the desk's outbox sent to ``user``. Every pass is over when this is
+        asked, so the outbox is final: nothing is queued, nothing more will come."""
+        found = self.mail.messages(user)
         if count is not None:
-            self.mail.wait_for_messages(user, count, timeout=10)
-            time.sleep(0.2)  # anything sent twice would arrive by now
-        return self.mail.messages(user)
+            rows = outbox(self.database_url)
+            assert all(row["status"] != OutboxStatus.QUEUED for row in rows), rows
+            sent = [row for row in rows
+                    if user in row["recipients"] and row["status"] == OutboxStatus.SENT]
+            assert len(found) == len(sent) == count, (user, len(found), sent)
+        return found
+
+    def sent_to(self, user: str) -> list[str]:
+        """The kinds of the mails the desk sent to ``user``, oldest first."""
+        return [row["kind"] for row in outbox(self.database_url, to=user)
+                if row["status"] == OutboxStatus.SENT]
 
     def last(self, user: str) -> bytes:
         return self.inbox(user)[-1]
@@ -83,7 +96,7 @@ class Desk:
 def desk(tmp_path, database_url, mail) -> Desk:
     config = write_config(tmp_path, database_url, mail)
     assert mailhelp(config, "init").returncode == 0
-    return Desk(mail, config)
+    return Desk(mail, config, database_url)
 
 
 # Threading: each rule, each client shape ----------------------------------------------
@@ -225,9 +238,10 @@ def test_uncc_removes_a_participant(desk):
     _, note = desk.open_ticket(cc=BOB)
     desk.send(mailclients.gmail(note, TECH1, "#uncc teacher2@school.test\nDone here."))
     assert desk.ticket(1)["participants"] == []
-    time.sleep(0.3)
-    assert desk.inbox("teacher2@school.test") == [] or all(
-        "Done here" not in plain(m) for m in desk.inbox("teacher2@school.test"))
+    assert "relay" in desk.sent_to("teacher1@school.test")  # the reply went out...
+    assert "relay" not in desk.sent_to("teacher2@school.test")  # ...without Bob
+    bobs = desk.inbox("teacher2@school.test", len(desk.sent_to("teacher2@school.test")))
+    assert all("Done here" not in plain(m) for m in bobs)
 
 
 def test_note_stays_internal(desk):
@@ -236,8 +250,8 @@ def test_note_stays_internal(desk):
     ticket = desk.ticket(1)
     assert ticket["messages"][-1]["kind"] == "note"
     assert "ordered" in ticket["messages"][-1]["text"]
-    time.sleep(0.3)
-    assert len(desk.inbox("teacher1@school.test")) == 1  # only the acknowledgement
+    assert desk.sent_to("teacher1@school.test") == ["ack"]
+    desk.inbox("teacher1@school.test", 1)  # only the acknowledgement
 
 
 def test_unknown_command_relays_nothing_and_tells_the_staff_member(desk):
@@ -249,8 +263,8 @@ def test_unknown_command_relays_nothing_and_tells_the_staff_member(desk):
     assert "#assign ADDRESS" in plain(error)
     ticket = desk.ticket(1)
     assert ticket["status"] == "new" and ticket["assignee"] is None
-    time.sleep(0.3)
-    assert len(desk.inbox("teacher1@school.test")) == 1
+    assert desk.sent_to("teacher1@school.test") == ["ack"]
+    desk.inbox("teacher1@school.test", 1)
 
 
 def test_assign_to_someone_not_staff_changes_nothing(desk):
