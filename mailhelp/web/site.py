@@ -31,8 +31,8 @@ from ..db.models import Survey, Ticket
 from ..db.session import transaction
 from ..delivery.outbox import subject_tag
 from ..delivery.templating import BUNDLED
-from ..desk import notices, surveys
-from ..desk.tickets import event
+from ..desk import surveys
+from ..desk.handlers.survey import keep_answer
 from ..errors import ConfigError, MailhelpError
 
 if TYPE_CHECKING:
@@ -288,12 +288,8 @@ class SurveySite:
             if (survey.answered_via, survey.rating, survey.comment) == ("web", rating, comment):
                 # A double click or a reload sends the same answer again: one thank-you.
                 return _survey_view(config, ticket, survey)
-            survey.rating, survey.comment = rating, comment
-            survey.answered_at, survey.answered_via = now, "web"
-            event(tx, ticket, now, ticket.requester.address, "survey_answer",
-                  f"rating {rating} (web)")
-            notices.survey_thanks(tx, config, ticket, None, survey, now)
-            log.info("ticket=%s action=survey_answer via=web rating=%s", ticket.id, rating)
+            # The same handler as a mailed answer's.
+            keep_answer(tx, config, ticket, survey, rating, comment, "web", now)
             return _survey_view(config, ticket, survey)
 
 
