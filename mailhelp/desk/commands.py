@@ -1,7 +1,8 @@
 """Staff commands: ``#resolve``, ``#assign ADDRESS``... on the first lines of a staff reply.
 
 Parsing is pure: text in, commands and the remaining text out. Each command is one
-small function in COMMANDS; workflow.py runs them inside its transaction.
+small function in COMMANDS; the staff answer's handler (handlers/staff.py) runs them
+inside its transaction, all or none.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
+
+from ..states import TicketStatus
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -48,7 +51,7 @@ class Parsed:
 
 @dataclass
 class Effects:
-    """What the commands did, for the workflow to follow up (mail, log)."""
+    """What the commands did, for the handler to follow up (mail, log)."""
 
     resolved: bool = False
     status_set: bool = False
@@ -129,11 +132,11 @@ def run(command: Command, env: Env, effects: Effects) -> str:
 
 # One small function per command -------------------------------------------------------
 
-def _status(status: str) -> Callable[[str, Env, Effects], str]:
+def _status(status: TicketStatus) -> Callable[[str, Env, Effects], str]:
     def command(_argument: str, env: Env, effects: Effects) -> str:
         env.set_status(status)
         effects.status_set = True
-        effects.resolved = effects.resolved or status == "resolved"
+        effects.resolved = effects.resolved or status == TicketStatus.RESOLVED
         effects.record(f"status {status}")
         return ""
     return command
@@ -193,10 +196,10 @@ class Spec:
 
 
 COMMANDS: dict[str, Spec] = {
-    "resolve": Spec(_status("resolved"), "", "resolve; the requester is told"),
-    "close": Spec(_status("closed"), "", "close without telling the requester"),
-    "pending": Spec(_status("pending"), "", "waiting on the requester"),
-    "open": Spec(_status("open"), "", "reopen / mark as being worked on"),
+    "resolve": Spec(_status(TicketStatus.RESOLVED), "", "resolve; the requester is told"),
+    "close": Spec(_status(TicketStatus.CLOSED), "", "close without telling the requester"),
+    "pending": Spec(_status(TicketStatus.PENDING), "", "waiting on the requester"),
+    "open": Spec(_status(TicketStatus.OPEN), "", "reopen / mark as being worked on"),
     "assign": Spec(_assign, "ADDRESS", "assign to a staff member"),
     "priority": Spec(_priority, "LEVEL", "low, normal, high or urgent"),
     "note": Spec(_note, "", "keep this whole message internal (staff only)"),

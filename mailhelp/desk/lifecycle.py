@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from ..config import Config
 from ..db.models import Job, Survey, Ticket
 from ..db.session import Database, transaction
+from ..states import DONE, TicketStatus
 from . import notices, surveys
 from .schedule import AUTO
 from .tickets import event, set_status
@@ -56,7 +57,7 @@ def run_due(db: Database, config: Config, clock: Callable[[], datetime]) -> int:
 
 
 def _reminder(tx: Session, config: Config, ticket: Ticket, now: datetime) -> str:
-    if ticket.status != "pending":
+    if ticket.status != TicketStatus.PENDING:
         return f"skipped: ticket is {ticket.status}"
     notices.status_notice(tx, config, ticket, "reminder", now, kind="reminder")
     event(tx, ticket, now, SYSTEM, "reminder_sent", "")
@@ -64,22 +65,22 @@ def _reminder(tx: Session, config: Config, ticket: Ticket, now: datetime) -> str
 
 
 def _auto_resolve(tx: Session, config: Config, ticket: Ticket, now: datetime) -> str:
-    if ticket.status != "pending":
+    if ticket.status != TicketStatus.PENDING:
         return f"skipped: ticket is {ticket.status}"
-    set_status(tx, config, ticket, "resolved", AUTO, now)
+    set_status(tx, config, ticket, TicketStatus.RESOLVED, AUTO, now)
     notices.status_notice(tx, config, ticket, "resolved", now, automatic=True)
     return "resolved"
 
 
 def _auto_close(tx: Session, config: Config, ticket: Ticket, now: datetime) -> str:
-    if ticket.status != "resolved":
+    if ticket.status != TicketStatus.RESOLVED:
         return f"skipped: ticket is {ticket.status}"
-    set_status(tx, config, ticket, "closed", "system:auto-close", now)
+    set_status(tx, config, ticket, TicketStatus.CLOSED, "system:auto-close", now)
     return "closed"
 
 
 def _survey(tx: Session, config: Config, ticket: Ticket, now: datetime) -> str:
-    if ticket.status not in ("resolved", "closed"):
+    if ticket.status not in DONE:
         return f"skipped: ticket is {ticket.status}"
     if not config.survey.enabled:
         return "skipped: surveys are disabled"

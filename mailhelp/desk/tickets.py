@@ -1,7 +1,8 @@
 """The small state changes every part of the help desk makes to a ticket.
 
-Used by workflow.py (incoming mail) and lifecycle.py (timed work), inside their
-transactions. A status change also reschedules the ticket's timed work.
+Used by the handlers (incoming mail, the web's survey answers) and lifecycle.py (timed
+work), inside their transactions. A status change also reschedules the ticket's timed
+work.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from sqlalchemy.orm import Session
 
 from ..config import Config
 from ..db.models import Participant, Person, Ticket
+from ..errors import MailhelpError
 from ..mail.parse import Address
+from ..states import TicketStatus
 from . import schedule
 from .batch import Batch
 
@@ -79,16 +82,43 @@ def add_participant(tx: Session, ticket: Ticket, who: Person, now: datetime,
     event(tx, ticket, now, actor or who.address, "participant_added", who.address)
 
 
+# The statuses a ticket may move to from each; a ticket is made NEW and never returns
+# to it. Staff commands (#open, #pending, #resolve, #close) may move any ticket anywhere
+# else; mail and the timed jobs use a part of this.
+TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
+    TicketStatus.NEW: frozenset({TicketStatus.OPEN, TicketStatus.PENDING,
+                                 TicketStatus.RESOLVED, TicketStatus.CLOSED}),
+    TicketStatus.OPEN: frozenset({TicketStatus.PENDING, TicketStatus.RESOLVED,
+                                  TicketStatus.CLOSED}),
+    TicketStatus.PENDING: frozenset({TicketStatus.OPEN, TicketStatus.RESOLVED,
+                                     TicketStatus.CLOSED}),
+    TicketStatus.RESOLVED: frozenset({TicketStatus.OPEN, TicketStatus.PENDING,
+                                      TicketStatus.CLOSED}),
+    TicketStatus.CLOSED: frozenset({TicketStatus.OPEN, TicketStatus.PENDING,
+                                    TicketStatus.RESOLVED}),
+}
+
+
+class TransitionError(MailhelpError):
+    """A ticket was asked to move to a status it may not move to from its own."""
+
+
 def set_status(tx: Session, config: Config, ticket: Ticket, status: str, actor: str,
                now: datetime) -> None:
-    """Change the status, record who did it, and reschedule reminders, closing, survey."""
+    """Change the status, record who did it, and reschedule reminders, closing, survey.
+
+    The one way a ticket's status changes; TRANSITIONS says which changes there are."""
     if ticket.status == status:
         return
+    status = TicketStatus(status)
+    if status not in TRANSITIONS[TicketStatus(ticket.status)]:
+        raise TransitionError(f"ticket #{ticket.id}: no change of status from "
+                              f"{ticket.status} to {status}")
     event(tx, ticket, now, actor, "status", f"{ticket.status} -> {status}")
     ticket.status = status
-    if status == "resolved":
+    if status == TicketStatus.RESOLVED:
         ticket.resolved_at, ticket.resolved_by = now, actor
-    elif status == "closed":
+    elif status == TicketStatus.CLOSED:
         ticket.closed_at = now
         ticket.resolved_at = ticket.resolved_at or now
         ticket.resolved_by = ticket.resolved_by or actor
