@@ -120,17 +120,22 @@ def mailhelp(config: Path, *args: str, stdin: bytes | None = None,
     )
 
 
-def outbox(database_url: str, to: str | None = None) -> list[dict]:
-    """The desk's outbox, oldest first: ``kind``, ``recipients``, ``status`` and
-    ``message_id`` of each row (only rows addressed to ``to``, if given). Every mail the
-    desk sends has a row, and a row is ``sent`` only once the relay said 250, which our
-    test relay says after the mailbox took it: a count of mailbox and outbox agree."""
+def outbox(desk: str | Path, to: str | None = None) -> list[dict]:
+    """The outbox of a desk (its database URL, or its config file), oldest first:
+    ``kind``, ``recipients``, ``status`` and ``message_id`` of each row (only rows
+    addressed to ``to``, if given). Every mail the desk sends has a row, and a row is
+    ``sent`` only once the relay said 250, which our test relay says after the mailbox
+    took it: counts of mailbox and outbox agree."""
+    import tomllib
+
     from sqlalchemy import create_engine, select
     from sqlalchemy.orm import Session
 
     from mailhelp.db.models import Outbox
 
-    engine = create_engine(database_url)
+    if isinstance(desk, Path):
+        desk = tomllib.loads(desk.read_text())["database"]["url"]
+    engine = create_engine(desk)
     try:
         with Session(engine) as session:
             rows = [{"kind": row.kind, "recipients": list(row.recipients),
@@ -141,14 +146,14 @@ def outbox(database_url: str, to: str | None = None) -> list[dict]:
     return [row for row in rows if to is None or to in row["recipients"]]
 
 
-def wait_for_outbox(database_url: str, count: int, to: str | None = None,
+def wait_for_outbox(desk: str | Path, count: int, to: str | None = None,
                     timeout: float = 15) -> list[dict]:
     """Poll until the outbox holds at least ``count`` rows (to ``to``) and no row at all
     is still queued; those rows. The caller asserts the exact count: with the desk idle
     (its pass over, or its daemon stopped) nothing more can be sent after this."""
     deadline = time.monotonic() + timeout
     while True:
-        everything = outbox(database_url)
+        everything = outbox(desk)
         rows = [row for row in everything if to is None or to in row["recipients"]]
         settled = all(row["status"] != OutboxStatus.QUEUED for row in everything)
         if len(rows) >= count and settled:
@@ -157,6 +162,12 @@ def wait_for_outbox(database_url: str, count: int, to: str | None = None,
             raise AssertionError(f"outbox after {timeout:.0f} s, waiting for {count} "
                                  f"row(s) to {to or 'anyone'} and none queued: {everything}")
         time.sleep(0.05)
+
+
+def settled_outbox(desk: str | Path, to: str | None = None) -> list[dict]:
+    """The outbox of a desk whose pass is over, asserted to hold no queued row: every
+    mail it meant to send is in its mailbox now, and nothing more is coming."""
+    return wait_for_outbox(desk, 0, to, timeout=0)
 
 
 def sent_kinds(rows: list[dict]) -> list[str]:

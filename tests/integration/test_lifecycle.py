@@ -6,14 +6,13 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
 from tests import mailclients
-from tests.helpers import mailhelp, write_config
+from tests.helpers import mailhelp, settled_outbox, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +36,7 @@ class Clock:
     def run(self, delta: timedelta) -> str:
         done = mailhelp(self.config, "run", "--once", "--now", (T0 + delta).isoformat())
         assert done.returncode == 0, done.stderr.decode()
-        time.sleep(0.3)  # the relay delivers
+        settled_outbox(self.config)
         return done.stdout.decode()
 
     def arrive(self, raw: bytes, delta: timedelta) -> str:

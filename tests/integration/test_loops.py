@@ -12,7 +12,8 @@ from email.utils import make_msgid
 
 import pytest
 
-from tests.helpers import mailhelp, write_config
+from mailhelp.states import OutboxStatus
+from tests.helpers import mailhelp, settled_outbox, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +29,13 @@ class Responder:
         self.answered: set[str] = set()
         self.received = 0
 
-    def respond(self) -> int:
+    def respond(self, sent: int) -> int:
+        """Answer what is new; ``sent``: how many mails the desk has sent to us so far,
+        every one of them already in the INBOX (the relay answers once it delivered)."""
         new = []
-        for raw in self.mail.messages(self.user):
+        found = self.mail.messages(self.user)
+        assert len(found) == sent, f"{len(found)} mails in the INBOX, {sent} sent"
+        for raw in found:
             message = email.message_from_bytes(raw, policy=email.policy.default)
             if message["Message-ID"] not in self.answered:
                 self.answered.add(message["Message-ID"])
@@ -90,15 +95,18 @@ def start(mail, sender: str, subject: str) -> None:
         smtp.send_message(first)
 
 
-def run_rounds(mail, config, responder: Responder) -> int:
+def run_rounds(mail, config, database_url: str, responder: Responder) -> int:
     """Let mailhelp and the responder answer each other until one of them stops."""
     for round_number in range(1, ROUNDS + 1):
         done = mailhelp(config, "run", "--once")
         assert done.returncode == 0, done.stderr.decode()
-        time.sleep(0.2)  # let the relay deliver
-        if responder.respond() == 0:
+        # The pass is over: what it sent is in the responder's mailbox.
+        rows = settled_outbox(database_url, to=responder.user)
+        answered = responder.respond(sum(row["status"] == OutboxStatus.SENT for row in rows))
+        if answered == 0:
             return round_number
-        time.sleep(0.2)
+        # The answers were accepted, so they wait in the help INBOX for the next pass.
+        mail.wait_for_messages(HELP, answered, timeout=10)
     return ROUNDS
 
 
@@ -116,19 +124,19 @@ def tickets(config) -> int:
 
 
 @pytest.mark.parametrize("answer", [out_of_office, careless_vacation])
-def test_an_autoresponder_makes_no_ticket_and_no_loop(mail, config, answer):
+def test_an_autoresponder_makes_no_ticket_and_no_loop(mail, config, database_url, answer):
     responder = Responder(mail, "teacher1@school.test", answer)
     start(mail, "Jane Teacher <teacher1@school.test>", "Projector in room 12")
-    rounds = run_rounds(mail, config, responder)
+    rounds = run_rounds(mail, config, database_url, responder)
     assert rounds <= 3, f"still answering each other after {rounds} rounds"
     assert tickets(config) == 1  # the request; no ticket from an auto-reply
     assert responder.received == 1  # the acknowledgement, and nothing after it
 
 
-def test_two_help_desks_stop_within_the_rate_limit(mail, config):
+def test_two_help_desks_stop_within_the_rate_limit(mail, config, database_url):
     responder = Responder(mail, "teacher2@school.test", other_help_desk)
     start(mail, "District Office Desk <teacher2@school.test>", "Toner order for room 3")
-    rounds = run_rounds(mail, config, responder)
+    rounds = run_rounds(mail, config, database_url, responder)
     print(f"two help desks: {rounds} rounds, {responder.received} mails to the other desk, "
           f"{tickets(config)} tickets")
     limit = 5  # [limits] auto_mails_per_address, the default
