@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Daemon, mailhelp, write_config
+from tests.helpers import Daemon, mailhelp, outbox, sent_kinds, wait_for_outbox, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -189,11 +189,14 @@ def test_sighup_takes_a_changed_template_for_the_next_mail(mail, config, manager
         service.wait_for_log("action=reload ")
         manager.wait_for("RELOADING=1")
         mail.deliver(HELP, teacher_mail(2, "Laptop"))
-        acks = mail.wait_for_messages(TEACHER, 2, timeout=20)
-        assert sorted(subject_of(a) for a in acks) == [
-            "First wording [#1] Beamer", "Second wording [#2] Laptop"]
+        mail.wait_for_messages(TEACHER, 2, timeout=20)
+        wait_for_outbox(config, 2, to=TEACHER)
     finally:
         assert service.terminate() < 10
+    # Stopped, it sends nothing more: one ack per message, each sent once.
+    assert sent_kinds(outbox(config, to=TEACHER)) == ["ack", "ack"]
+    assert sorted(subject_of(a) for a in mail.messages(TEACHER)) == [
+        "First wording [#1] Beamer", "Second wording [#2] Laptop"]
 
 
 def test_sighup_with_a_config_that_no_longer_loads_keeps_the_old_one(mail, config, manager):
