@@ -170,8 +170,7 @@ class Bench:
 
     def config(self, directory: Path, database_url: str, *, imap: bool = True,
                smtp: bool = True, limits: Sequence[str] = (),
-               name: str = "mailhelp.toml", ingest_socket: str = "",
-               ingest_linger: str = "") -> Path:
+               name: str = "mailhelp.toml", ingest_socket: str = "") -> Path:
         """A mailhelp.toml for these servers; SMTP goes to the sink, without login.
 
         ``limits``: extra ``key = value`` lines for [limits].
@@ -185,12 +184,8 @@ class Bench:
         if smtp:
             lines += ["[smtp]", 'host = "127.0.0.1"', f"port = {self.sink.port}",
                       'security = "none"', 'timeout = "30s"', 'retry_delay = "1s"']
-        if ingest_socket or ingest_linger:
-            lines += ["[ingest]"]
         if ingest_socket:
-            lines += [f'socket = "{ingest_socket}"', 'socket_mode = "0600"']
-        if ingest_linger:
-            lines += [f'linger = "{ingest_linger}"']
+            lines += ["[ingest]", f'socket = "{ingest_socket}"', 'socket_mode = "0600"']
         lines += ["[limits]", *NO_RATE_LIMITS, *limits]
         text = "\n".join(lines) + "\n"
         path = directory / name

@@ -2,23 +2,18 @@
 
 A fresh process per message, wall time from spawn to exit, over the first messages of
 the teacher stream (requests and replies threading onto them), one after the other as
-an MTA delivers a burst. Four configs: with the SMTP sink up (the acknowledgement is
-sent before the process exits), with no [smtp] section (the mail stays in the outbox),
-both as installed: the second ingest stays on, warm ([ingest] linger), and the next
-ones hand their messages to it; with [ingest] linger = "0s" (each ingest does its own
-work: what a lone message costs); and with [ingest] socket and a daemon running
+an MTA delivers a burst. Three configs: with [ingest] socket and a daemon running
 (``mailhelp run`` with no [imap]: ingest hands the message over and exits once it is
-committed; the daemon sends). References: the interpreter alone (``python -c pass``)
-and the import of the command line (``import mailhelp.cli``).
+committed; the daemon sends), the way to deliver by pipe; and, with no daemon, each
+ingest doing its own work: with the SMTP sink up (the acknowledgement is sent before
+the process exits) and with no [smtp] section (the mail stays in the outbox): what a
+lone message costs. References: the interpreter alone (``python -c pass``) and the
+import of the command line (``import mailhelp.cli``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass
 class PipeRun:
     with_smtp: list[float] = field(default_factory=list)
-    without_smtp: list[float] = field(default_factory=list)
     alone: list[float] = field(default_factory=list)
     handed_off: list[float] = field(default_factory=list)
-    lingered: list[int] = field(default_factory=list)  # helpers started, per config
     python: list[float] = field(default_factory=list)
     import_cli: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -50,12 +43,11 @@ def run(bench: Bench, count: int, seed: int) -> PipeRun:
         result.problems.append(f"compileall failed: {compiled.output[-200:]}")
     messages = list(TeacherMail(seed).messages(count))
     expected = sum(m.expected_mails for m in messages)
-    for name, smtp, linger, times in (("pipe-smtp", True, "", result.with_smtp),
-                                      ("pipe-nosmtp", False, "", result.without_smtp),
-                                      ("pipe-alone", False, "0s", result.alone)):
+    for name, smtp, times in (("pipe-smtp", True, result.with_smtp),
+                              ("pipe-alone", False, result.alone)):
         directory = bench.workdir(name)
         db = Database("sqlite", directory)
-        config = bench.config(directory, db.url, imap=False, smtp=smtp, ingest_linger=linger)
+        config = bench.config(directory, db.url, imap=False, smtp=smtp)
         mailhelp(config, "init")
         bench.sink.reset()
         for message in messages:
@@ -68,10 +60,6 @@ def run(bench: Bench, count: int, seed: int) -> PipeRun:
         queued = db.scalar("SELECT count(*) FROM outbox")
         if queued != expected:
             result.problems.append(f"{queued} outbox rows, expected {expected}")
-        result.lingered.append(_stop_helpers(directory / "mailhelp.log"))
-    if result.lingered[:2] != [1, 1] or result.lingered[2]:
-        result.problems.append(f"helpers started per config {result.lingered}, expected "
-                               "[1, 1, 0]")
     _handed_off(bench, messages, expected, result)
     for code, times in (("pass", result.python), ("import mailhelp.cli", result.import_cli)):
         for _ in range(count):
@@ -81,21 +69,6 @@ def run(bench: Bench, count: int, seed: int) -> PipeRun:
             times.append(done.seconds)
     bench.sink.reset()
     return result
-
-
-def _stop_helpers(log: Path) -> int:
-    """Stop the ingests that stayed on (they would idle out in [ingest] linger); how
-    many there were."""
-    pids = [int(line.split("pid=")[1].split()[0]) for line in log.read_text().splitlines()
-            if "action=ingest_linger " in line]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and \
-            log.read_text().count("action=ingest_linger_end") < len(pids):
-        time.sleep(0.05)
-    return len(pids)
 
 
 def _handed_off(bench: Bench, messages: list, expected: int, result: PipeRun) -> None:
