@@ -3,6 +3,7 @@ the key at fault, and [oauth2] checked and handed to the sections that sign in w
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 import types
@@ -101,6 +102,14 @@ def _check_token_url(url: str) -> None:
     raise ConfigError(f"oauth2.token_url: {url!r} is not an https:// URL")
 
 
+# Keys an older mailhelp read that mean nothing now: a config that has them still loads
+# (an upgrade must not stop the desk), and the log says they can go.
+RETIRED = {
+    "ingest.linger": "ingest no longer stays on; run the daemon ('mailhelp run') with "
+                     "[ingest] socket for MTA pipe delivery",
+}
+
+
 def _build(cls: type, table: dict, prefix: str, extra: dict | None = None) -> typing.Any:
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in fields(cls)
@@ -109,6 +118,10 @@ def _build(cls: type, table: dict, prefix: str, extra: dict | None = None) -> ty
     secret_keys = {f"{f.name}{s}" for f in known.values() if hints[f.name] is Secret
                    for s in ("", "_env", "_command")}
     for key in table:
+        if f"{prefix}{key}" in RETIRED:
+            logging.getLogger(__name__).warning("config %s%s: no longer used (%s); remove it",
+                                                prefix, key, RETIRED[f"{prefix}{key}"])
+            continue
         if key not in known and key not in secret_keys:
             kind = "section" if isinstance(table[key], dict) and not prefix else "key"
             raise ConfigError(f"{prefix}{key}: unknown {kind}")

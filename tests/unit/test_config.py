@@ -118,3 +118,13 @@ def test_durations(text, seconds):
 def test_bad_durations(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_a_retired_key_still_loads_and_the_log_says_it_can_go(caplog):
+    """An upgrade must not stop a desk whose config names a key mailhelp no longer reads
+    ([ingest] linger went with the lingering ingest in issue 17)."""
+    with caplog.at_level("WARNING"):
+        loaded = load('[ingest]\nlinger = "30s"\n')
+    assert loaded.helpdesk.address
+    assert "ingest.linger: no longer used" in caplog.text
+    assert error_of(MINIMAL + '[ingest]\nlingers = "30s"\n') == "ingest.lingers: unknown key"
