@@ -175,28 +175,6 @@ def write_pending(tx: Session) -> None:
         batch.write()
 
 
-# The batch's own methods under their old names, for the desk's handlers until they
-# call it directly (issue 17).
-def pend_incoming(tx: Session, row: dict) -> None:
-    Batch.of(tx).hold_incoming(row)
-
-
-def settle(tx: Session, ticket_id: int) -> None:
-    Batch.of(tx).settle(ticket_id)
-
-
-def write_all(tx: Session) -> None:
-    Batch.of(tx).write_all()
-
-
-def pending_message_ids(tx: Session) -> set[str]:
-    return Batch.of(tx).pending_message_ids()
-
-
-def note_new_ticket(tx: Session, ticket: Ticket) -> None:
-    Batch.of(tx).note_new_ticket(ticket)
-
-
 def hold_reason(tx: Session, config: Config, ticket: Ticket, draft: Draft, now: datetime) -> str:
     """Why an automatic mail must not go out now, or '' (human answers are never held).
 
@@ -206,7 +184,7 @@ def hold_reason(tx: Session, config: Config, ticket: Ticket, draft: Draft, now: 
     if draft.kind not in RATE_LIMITED:
         return ""
     # The rows counted here are written by the batch's INSERTs (enqueue) and suppressions
-    # are flushed where they are made (forget_limits): the ORM's pending objects
+    # are flushed where they are made (Batch.forget_limits): the ORM's pending objects
     # (the ticket's new message and events) need not be flushed for these queries.
     with tx.no_autoflush:
         return _hold_reason(tx, config, ticket, draft, now)
@@ -321,12 +299,6 @@ def _count_queued(tx: Session, ticket: Ticket, draft: Draft) -> None:
         memo["ticket"][ticket.id] += 1
     if draft.kind in TO_REQUESTERS and draft.to[0].address in memo["address"]:
         memo["address"][draft.to[0].address] += 1
-
-
-def forget_limits(tx: Session) -> None:
-    """After adding a suppression in ``tx``: the memo no longer tells the truth, and the
-    suppression (and the mail so far) must be in the database for hold_reason's queries."""
-    Batch.of(tx).forget_limits()
 
 
 def _dedupe(ids: Sequence[str]) -> list[str]:

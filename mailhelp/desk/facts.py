@@ -16,8 +16,8 @@ from ..db.models import Message, Survey, Ticket
 from ..mail import classify as verdicts
 from ..mail.parse import Inbound
 from . import outsiders
+from .batch import TICKET_AND_PEOPLE
 from .handlers.common import Incoming
-from .lookahead import _TICKET_AND_PEOPLE, _ticket_of_ids, is_recorded
 from .route import Facts, SurveyFacts, Thread, TicketFacts
 from .threads import find_ticket
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 def gather(mail: Incoming) -> Facts:
     config, inbound, sender = mail.config, mail.inbound, mail.sender
     return Facts(
-        recorded=is_recorded(mail.tx, inbound),
+        recorded=mail.batch.recorded(inbound.message_id),
         verdict=verdicts.classify(inbound, config.helpdesk.address,
                                   config.spam.score_header, config.spam.score_threshold),
         sender_is_staff=config.staff.is_staff(sender),
@@ -45,9 +45,9 @@ def gather(mail: Incoming) -> Facts:
 def _thread(mail: Incoming) -> Thread | None:
     """The ticket the message names (by its references, subject tag or plus address)."""
     tx, config = mail.tx, mail.config
-    match = find_ticket(mail.inbound, lambda ids: _ticket_of_ids(tx, ids),
+    match = find_ticket(mail.inbound, mail.batch.ticket_of_ids,
                         config.helpdesk.subject_tag, config.helpdesk.address)
-    ticket = tx.get(Ticket, match.ticket_id, options=_TICKET_AND_PEOPLE) if match else None
+    ticket = tx.get(Ticket, match.ticket_id, options=TICKET_AND_PEOPLE) if match else None
     if ticket is None:
         return None
     mail.tickets[ticket.id] = ticket

@@ -80,11 +80,6 @@ def look_ahead(tx: Session, ticket_ids: Collection[int]) -> None:
             known[job.ticket_id].append(job)
 
 
-def note_new_ticket(tx: Session, ticket: Ticket) -> None:
-    """A ticket made in ``tx`` has no jobs yet: nothing to ask when its status changes."""
-    Batch.of(tx).open_jobs[ticket.id] = []
-
-
 def _open_jobs(ticket_ids: list[int]):
     return select(Job).where(Job.ticket_id.in_(ticket_ids), Job.done_at.is_(None),
                              Job.cancelled_at.is_(None)).order_by(Job.id)

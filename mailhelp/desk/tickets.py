@@ -20,8 +20,6 @@ from ..states import TicketStatus
 from . import schedule
 from .batch import Batch
 
-PEOPLE = "mailhelp_people"  # no longer used: the handlers' savepoint forgets people (issue 17)
-
 _LAST_NUMBER = select(func.coalesce(func.max(Ticket.id), 0))
 # Held until the transaction ends: one transaction at a time makes tickets (PostgreSQL;
 # SQLite's write lock, taken at BEGIN, does the same there).
@@ -47,11 +45,6 @@ def ticket_number(tx: Session) -> int:
         number = connection.execute(_LAST_NUMBER).scalar_one() + 1
     batch.next_number = number + 1
     return number
-
-
-def look_ahead(tx: Session, addresses: list[str]) -> None:
-    """A batch's senders, with one query: ``person`` asks this first."""
-    Batch.of(tx).look_ahead_people(addresses)
 
 
 def person(tx: Session, address: Address, now: datetime, flush: bool = True) -> Person:

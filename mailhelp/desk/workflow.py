@@ -2,8 +2,8 @@
 
 route.py decides what the message is (pure); handlers/ carry the decision out, in the
 caller's transaction, which also holds the outbox rows for the mail the change causes
-(notices.py); the caller commits once. The pipeline calls ``apply`` and, once a batch,
-``look_ahead``.
+(notices.py); the caller commits once. The pipeline calls ``apply`` with a Context that
+carries the transaction's Batch (batch.py).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from sqlalchemy.orm import Session
 from ..mail.parse import Inbound
 from .facts import gather
 from .handlers import HANDLERS, Context, Incoming, Outcome, Stored
-from .lookahead import look_ahead
 from .route import is_thanks, route
 
-__all__ = ["Context", "Outcome", "Stored", "apply", "is_thanks", "look_ahead"]
+__all__ = ["Context", "Outcome", "Stored", "apply", "is_thanks"]
 
 log = logging.getLogger(__name__)
 

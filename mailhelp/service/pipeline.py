@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Integer, bindparam, func, insert, select, update
@@ -25,7 +25,7 @@ from ..db.models import RawMessage, RawMessageBody
 from ..db.session import Database, transaction
 from ..db.storage import AttachmentStore
 from ..delivery import outbox
-from ..desk import schedule, surveys, tickets, workflow
+from ..desk import schedule, surveys, workflow
 from ..desk.batch import Batch
 from ..desk.threads import plus_ticket, tag_pattern, thread_ids
 from ..desk.workflow import Context, Outcome, Stored
@@ -145,17 +145,16 @@ class Pipeline:
     def _apply_together(self, group: list[tuple[_Waiting, object]]) -> list[tuple[int, Result]]:
         done, rows = [], []
         with transaction(self.db) as tx:
-            Batch(tx)
+            batch = Batch(tx)
+            ctx = replace(self.context, batch=batch)
             # What every message asks the database, asked once for all of them.
-            answered = workflow.look_ahead(tx, [inbound for _, inbound in group])
-            senders = [inbound.sender.address for _, inbound in group]
-            tickets.look_ahead(tx, [*senders, *(a.address for _, inbound in group
-                                                for a in inbound.cc)])
+            answered = batch.look_ahead([inbound for _, inbound in group])
             schedule.look_ahead(tx, answered)
-            outbox.look_ahead(tx, senders, self.clock(), answered)
+            outbox.look_ahead(tx, [inbound.sender.address for _, inbound in group],
+                              self.clock(), answered)
             for waiting, inbound in group:
                 stored = Stored(waiting.raw_id, waiting.raw)
-                outcome, row = self._apply_one(tx, stored, inbound, write=False)
+                outcome, row = self._apply_one(tx, ctx, stored, inbound, write=False)
                 done.append((waiting, inbound, outcome))
                 rows.append(row)
             tx.flush()  # the new tickets the rows name (numbered, not yet written)
@@ -275,8 +274,8 @@ class Pipeline:
         for attempt in (1, 2):
             try:
                 with transaction(self.db) as tx:
-                    Batch(tx)  # a batch of one
-                    return self._apply_one(tx, Stored(raw_id, raw_bytes), inbound)[0]
+                    ctx = replace(self.context, batch=Batch(tx))  # a batch of one
+                    return self._apply_one(tx, ctx, Stored(raw_id, raw_bytes), inbound)[0]
             except IntegrityError:
                 # Another process recorded the same Message-ID between our check and
                 # our insert; the second attempt sees it and reports a duplicate.
@@ -284,12 +283,12 @@ class Pipeline:
                     raise
         raise AssertionError("unreachable")
 
-    def _apply_one(self, tx: Session, stored: Stored, inbound,
+    def _apply_one(self, tx: Session, ctx: Context, stored: Stored, inbound,
                    write: bool = True) -> tuple[Outcome, dict]:
         """Apply one message; its raw row's new state is written (``write``) or returned
         to be written with the rest of a batch's."""
         now = self.clock()
-        outcome = workflow.apply(tx, self.context, inbound, stored, now)
+        outcome = workflow.apply(tx, ctx, inbound, stored, now)
         row = {"raw_id": stored.id, "done_state": STATE_OF[outcome.action], "done_at": now,
                "done_ticket": outcome.ticket_id or stored.ticket_id}
         if write:

@@ -7,7 +7,6 @@ import logging
 from sqlalchemy import select
 
 from ...db.models import Outbox, Suppression, Ticket
-from ...delivery.outbox import forget_limits
 from ...states import OutboxStatus
 from ..route import Route
 from ..tickets import event
@@ -45,7 +44,7 @@ def bounce(mail: Incoming, route: Route) -> Outcome:
         why = f"bounce on #{ticket_id}" if ticket_id else "bounce"
         for address in failed:
             tx.add(Suppression(address=address, until=until, reason=why, created_at=now))
-        forget_limits(tx)
+        mail.batch.forget_limits()
     ticket = tx.get(Ticket, ticket_id) if ticket_id else None
     if ticket is None:
         # Mail of no ticket's (an outsider's answer, an alert): marked, and the address

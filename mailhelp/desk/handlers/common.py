@@ -11,10 +11,9 @@ from sqlalchemy.orm import Session
 from ...config import Config
 from ...db.models import Attachment, Message, Survey, Ticket
 from ...db.storage import AttachmentStore, safe_filename
-from ...delivery.outbox import pend_incoming, settle, write_pending
 from ...mail.parse import Attachment as ParsedAttachment
 from ...mail.parse import Inbound
-from ..lookahead import mark_recorded
+from ..batch import Batch
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,7 @@ class Stored:
 class Context:
     config: Config
     store: AttachmentStore
+    batch: Batch | None = None  # the pipeline's, for the messages of one transaction
 
 
 @dataclass
@@ -64,6 +64,11 @@ class Incoming:
     def sender(self) -> str:
         return self.inbound.sender.address
 
+    @property
+    def batch(self) -> Batch:
+        """The transaction's batch: the pipeline's, else a batch of this one message."""
+        return self.ctx.batch if self.ctx.batch is not None else Batch.of(self.tx)
+
     def ticket(self, ticket_id: int) -> Ticket:
         found = self.tickets.get(ticket_id)
         return found if found is not None else self.tx.get(Ticket, ticket_id)
@@ -72,7 +77,8 @@ class Incoming:
 def record(mail: Incoming, ticket: Ticket, kind: str, reason: str, text: str) -> None:
     """Keep the incoming message on ``ticket`` (as a request, a reply, a note...)."""
     tx, ctx, inbound, raw, now = mail.tx, mail.ctx, mail.inbound, mail.raw, mail.now
-    settle(tx, ticket.id)
+    batch = mail.batch
+    batch.settle(ticket.id)
     row = dict(
         ticket_id=ticket.id, direction="in", kind=kind, message_id=inbound.message_id,
         in_reply_to=inbound.in_reply_to, references=list(inbound.references),
@@ -80,14 +86,14 @@ def record(mail: Incoming, ticket: Ticket, kind: str, reason: str, text: str) ->
         to=[a.address for a in inbound.to], cc=[a.address for a in inbound.cc],
         subject=inbound.subject, date=inbound.date, text=text, body=inbound.text,
         thread_reason=reason, raw_id=raw.id, created_at=now)
-    mark_recorded(tx, inbound)
+    batch.note_recorded(inbound.message_id)  # a later message of the batch is a duplicate
     raw.ticket_id = ticket.id
     kept = [a for a in inbound.attachments if a not in oversized(ctx, inbound)]
     if not kept:
-        pend_incoming(tx, row)  # written with the rest of the batch
+        batch.hold_incoming(row)  # written with the rest of the batch
         return
     # Its attachments need its id: written after what is waiting, to keep the order.
-    write_pending(tx)
+    batch.write()
     message = Message(**row)
     tx.add(message)
     for found in kept:

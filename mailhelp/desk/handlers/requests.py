@@ -6,9 +6,8 @@ from __future__ import annotations
 import logging
 
 from ...db.models import Ticket
-from ...delivery.outbox import note_new_ticket
 from ...states import TicketStatus
-from .. import notices, outsiders, schedule
+from .. import notices, outsiders
 from ..route import Route
 from ..threads import is_help_address, ticket_subject
 from ..tickets import add_participant, event, person, ticket_number
@@ -45,8 +44,7 @@ def new_ticket(mail: Incoming, linked: Ticket | None = None, held: str | None = 
                     priority="normal", requester=requester, participants=[], created_at=now,
                     updated_at=now, linked_ticket_id=linked.id if linked else None, held=held)
     tx.add(ticket)
-    note_new_ticket(tx, ticket)
-    schedule.note_new_ticket(tx, ticket)
+    mail.batch.note_new_ticket(ticket)
     # A held request's CC line is the forger's word too: nobody joins by it.
     for colleague in inbound.cc if held is None else ():
         if is_help_address(colleague.address, config.helpdesk.address):

@@ -8,13 +8,12 @@ import logging
 from typing import TYPE_CHECKING
 
 from ...db.models import Ticket
-from ...delivery.outbox import write_pending
 from ...mail.parse import Address
 from ...mail.quoting import new_text_of
 from ...states import TicketStatus
 from .. import notices
 from ..route import Route
-from ..tickets import PEOPLE, add_participant, event, person, set_status
+from ..tickets import add_participant, event, person, set_status
 from .common import Incoming, Outcome, oversized, record
 
 if TYPE_CHECKING:
@@ -32,19 +31,17 @@ def staff_answer(mail: Incoming, route: Route) -> Outcome:
     ticket = mail.ticket(route.ticket_id)
     reason, parsed = route.thread, route.commands
     actor = inbound.sender.address
-    effects = commands.Effects()
-    write_pending(tx)  # what a savepoint undoes must not include mail from before it
-    savepoint = tx.begin_nested()
-    env = _command_env(mail, ticket)
-    for command in parsed.commands:
-        problem = commands.run(command, env, effects)
-        if problem:
-            # All or nothing: what the earlier lines changed is undone.
-            savepoint.rollback()  # what it left waiting to be written goes too (outbox.py)
-            tx.info.pop(PEOPLE, None)  # it may name people the savepoint made
-            tx.expire(ticket)
-            return _command_failed(mail, ticket, reason, problem)
-    savepoint.commit()
+    effects, problem = commands.Effects(), ""
+    with mail.batch.savepoint(ticket) as savepoint:
+        env = _command_env(mail, ticket)
+        for command in parsed.commands:
+            problem = commands.run(command, env, effects)
+            if problem:
+                # All or nothing: what the earlier lines changed is undone.
+                savepoint.rollback()
+                break
+    if problem:
+        return _command_failed(mail, ticket, reason, problem)
     internal = parsed.internal
     kind = "note" if internal else "staff_reply"
     record(mail, ticket, kind, reason, parsed.text)
