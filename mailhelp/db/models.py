@@ -210,7 +210,7 @@ class Outbox(Base):
     # The first recipient, for rate limits per address (JSON is not indexable everywhere).
     to_address: Mapped[str] = mapped_column(String(320), default="", index=True)
     # The mail as SMTP sends it; while body_text/body_html are set, only its header
-    # block: the MIME body is built from them by the sender (outbox.complete_raw).
+    # block: the MIME body is built from them by the sender (composer.complete).
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     body_text: Mapped[str | None] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)
