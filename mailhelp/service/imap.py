@@ -19,8 +19,8 @@ from sqlalchemy import select
 from ..config import ImapConfig
 from ..db.models import MailboxState, RawMessage
 from ..db.session import Database, transaction
-from ..tls import tls_context
 from ..errors import SourceError
+from ..tls import tls_context
 from .pipeline import Arrival, Pipeline, Result
 
 log = logging.getLogger(__name__)
