@@ -34,3 +34,8 @@ class RawState(StrEnum):
     NEW = "new"  # stored, not yet applied (a crash leaves these to redo)
     PROCESSED = "processed"  # applied: its ticket changes are committed
     FAILED = "failed"  # could not be applied; kept for `mailhelp failed`
+    # Taken, and left on no ticket:
+    SPAM = "spam"  # the spam filter's score said so
+    OUTSIDER = "outsider"  # from outside [helpdesk] requester_domains; answered once
+    DUPLICATE = "duplicate"  # its Message-ID was recorded already
+    IGNORED = "ignored"  # automatic mail on no ticket, a loop, a bounce not of ours

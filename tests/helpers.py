@@ -209,3 +209,10 @@ class Daemon:
                 self.process.wait()
         self.log.close()
         return self.process.returncode
+
+
+def mail_of(row) -> bytes:
+    """An outbox row's mail as the sender sends it (its MIME body is built at sending)."""
+    from mailhelp.mail.composer import complete
+
+    return complete(row.raw, row.body_text, row.body_html)

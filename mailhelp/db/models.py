@@ -225,13 +225,6 @@ class Outbox(Base):
 
     message_row: Mapped[Message | None] = relationship()
 
-    @property
-    def mail(self) -> bytes:
-        """The complete mail, as the sender sends it."""
-        from ..mail.composer import complete
-
-        return complete(self.raw, self.body_text, self.body_html)
-
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_recent", "created_at"),

@@ -1,7 +1,7 @@
 """Compose outgoing mail and enqueue it in the caller's transaction.
 
 Nothing here talks to a mail server: the outbox row is written together with
-the ticket change that caused it, and smtp.py delivers it later.
+the ticket change that caused it, and the worker (worker.py) delivers it later.
 """
 
 from __future__ import annotations

@@ -45,8 +45,8 @@ ALONE_ABOVE = 1 << 20  # bytes: a bigger message has a transaction (and memory) 
 # raw_messages.state after processing, by workflow action.
 STATE_OF = {"new_ticket": RawState.PROCESSED, "reply": RawState.PROCESSED,
             "recorded": RawState.PROCESSED, "staff_reply": RawState.PROCESSED,
-            "spam": "spam", "outsider": "outsider", "duplicate": "duplicate",
-            "ignored": "ignored"}
+            "spam": RawState.SPAM, "outsider": RawState.OUTSIDER,
+            "duplicate": RawState.DUPLICATE, "ignored": RawState.IGNORED}
 
 
 _raw_messages = RawMessage.__table__

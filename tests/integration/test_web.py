@@ -38,6 +38,7 @@ from mailhelp.desk.surveys import sign
 from mailhelp.service.pipeline import Arrival, Pipeline
 from mailhelp.web import site as web
 from tests.helpers import desk_config as base_config
+from tests.helpers import mail_of
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +84,7 @@ class Site:
         """The thank-you mails in the outbox."""
         with self.db.sessions() as session:
             rows = session.scalars(select(Outbox).where(Outbox.kind == "status"))
-            mails = [email.message_from_bytes(row.mail, policy=email.policy.default)
+            mails = [email.message_from_bytes(mail_of(row), policy=email.policy.default)
                      for row in rows]
         return [m for m in mails if "Thank you for your rating" in m["Subject"]]
 
@@ -108,7 +109,7 @@ def resolved_and_surveyed(config, db: Database, clock: dict) -> dict[int, str]:
     clock["now"] = T0 + timedelta(hours=2)
     assert run_due(db, config, lambda: clock["now"]) == 1
     with db.sessions() as session:
-        raw = session.scalar(select(Outbox).where(Outbox.kind == "survey")).mail
+        raw = mail_of(session.scalar(select(Outbox).where(Outbox.kind == "survey")))
     text = email.message_from_bytes(raw, policy=email.policy.default).get_body(
         ("plain",)).get_content().replace("\r\n", "\n")
     return {int(n): url for n, url in re.findall(r"^\s+(\d) - \w+: (http\S+)$", text, re.M)}

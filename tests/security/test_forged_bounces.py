@@ -7,6 +7,7 @@ import email.policy
 
 from mailhelp.db.models import Message, Outbox, Suppression
 from mailhelp.mail import signing
+from tests.helpers import mail_of
 from tests.security.desk import mail
 
 
@@ -64,7 +65,7 @@ def test_a_real_bounce_quoting_our_signed_message_id_is_recorded(make_desk):
     desk = make_desk()
     desk.send(mail(sender="gone@school.test"))
     [ack] = desk.rows(Outbox, Outbox.kind == "ack")
-    sent = email.message_from_bytes(ack.mail, policy=email.policy.default)
+    sent = email.message_from_bytes(mail_of(ack), policy=email.policy.default)
     quoted = f"From: help@school.test\nTo: gone@school.test\nMessage-ID: {sent['Message-ID']}"
     result = desk.send(dsn("help@school.test", ["gone@school.test"], quoted))
     assert result.outcome.action == "recorded"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mailhelp.db.models import Outbox, Participant, Ticket
+from tests.helpers import mail_of
 from tests.security.desk import (
     SERVER_FAIL,
     SERVER_PASS,
@@ -25,7 +26,7 @@ def test_own_domain_forgery_is_held_and_gets_no_automatic_mail(make_desk):
     assert desk.rows(Participant) == []  # its Cc: line is the forger's word too
     # Staff hear of it, with how to release it.
     notes = desk.rows(Outbox, Outbox.kind == "notification")
-    assert notes and all(b"#release" in row.mail for row in notes)
+    assert notes and all(b"#release" in mail_of(row) for row in notes)
     assert all(r.startswith("tech") for row in desk.rows(Outbox) for r in row.recipients)
 
 
@@ -69,10 +70,10 @@ def test_automatic_mail_never_repeats_a_display_name(make_desk):
     desk = make_desk()
     desk.send(mail(sender=f"{PHISHING_NAME} <parent@outside.test>", subject="Help"))
     [ack] = desk.rows(Outbox, Outbox.kind == "ack")
-    assert b"evil.example" not in ack.mail and b"mailbox is full" not in ack.mail
+    assert b"evil.example" not in mail_of(ack) and b"mailbox is full" not in mail_of(ack)
     desk.send(mail(sender="Jane Q. Teacher <teacher1@school.test>", subject="Other"))
     ack = desk.rows(Outbox, Outbox.kind == "ack")[-1]
-    assert b"Hello Jane," in ack.mail and b"Jane Q. Teacher" not in ack.mail
+    assert b"Hello Jane," in mail_of(ack) and b"Jane Q. Teacher" not in mail_of(ack)
 
 
 def test_a_forged_subject_comes_back_without_its_links(make_desk):
@@ -82,10 +83,10 @@ def test_a_forged_subject_comes_back_without_its_links(make_desk):
     desk.send(mail(sender="teacher1@school.test",
                    subject="Your mailbox is full - log in at https://evil.example/owa"))
     [ack] = desk.rows(Outbox, Outbox.kind == "ack")
-    assert b"evil.example" not in ack.mail and b"[link]" in ack.mail
+    assert b"evil.example" not in mail_of(ack) and b"[link]" in mail_of(ack)
     # Staff see the subject as it came.
     [note] = desk.rows(Outbox, Outbox.kind == "notification")[:1]
-    assert b"evil.example" in note.mail
+    assert b"evil.example" in mail_of(note)
 
 
 def test_the_outsider_answer_repeats_nothing_of_theirs(make_desk):
@@ -93,4 +94,4 @@ def test_the_outsider_answer_repeats_nothing_of_theirs(make_desk):
     desk.send(mail(sender=f"{PHISHING_NAME} <victim@gmail.test>",
                    subject="Password expires today - https://evil.example"))
     [answer] = desk.rows(Outbox, Outbox.kind == "outsider")
-    assert b"evil.example" not in answer.mail and b"expires" not in answer.mail
+    assert b"evil.example" not in mail_of(answer) and b"expires" not in mail_of(answer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mailhelp.db.models import Message, Outbox, Participant, Ticket
 from mailhelp.mail.authenticity import FAILED, UNKNOWN, VERIFIED, check
+from tests.helpers import mail_of
 from tests.security.desk import (
     SERVER_FAIL,
     SERVER_PASS,
@@ -37,7 +38,7 @@ def test_a_forged_staff_mail_in_the_default_configuration_is_a_note(make_desk):
     assert "unverified staff mail" in result.outcome.detail
     assert_nothing_acted_on(desk)
     # Staff are told, not the teacher.
-    alerts = [r for r in desk.rows(Outbox) if b"Not acted on" in r.mail]
+    alerts = [r for r in desk.rows(Outbox) if b"Not acted on" in mail_of(r)]
     assert sorted(r.recipients[0] for r in alerts) == ["tech1@school.test", "tech2@school.test"]
 
 

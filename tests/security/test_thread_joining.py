@@ -6,6 +6,7 @@ import email
 import email.policy
 
 from mailhelp.db.models import Message, Outbox, Participant, Ticket
+from tests.helpers import mail_of
 from tests.security.desk import (
     SERVER_PASS,
     TRUSTED,
@@ -14,7 +15,7 @@ from tests.security.desk import (
 
 
 def message_id_of(row: Outbox) -> str:
-    return email.message_from_bytes(row.mail, policy=email.policy.default)["Message-ID"]
+    return email.message_from_bytes(mail_of(row), policy=email.policy.default)["Message-ID"]
 
 
 def reply_to(message_id: str, sender: str, subject: str = "Re: Printer jam",

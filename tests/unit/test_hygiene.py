@@ -16,7 +16,7 @@ from mailhelp.mail.authenticity import FAILED, UNKNOWN, VERIFIED, check
 from mailhelp.mail.bounces import failed_recipients
 from mailhelp.service.pipeline import Arrival, Pipeline
 from tests.corpus import CORPUS, corpus_rows, skip_without_corpus
-from tests.helpers import desk_config
+from tests.helpers import desk_config, mail_of
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 
@@ -98,7 +98,7 @@ def test_staff_answers_are_never_rate_limited(make_pipeline):
 # Bounces ----------------------------------------------------------------------------
 
 def dsn_for(outbox_row: Outbox, recipient: str, status: str = "5.1.1") -> bytes:
-    returned = email.message_from_bytes(outbox_row.mail, policy=email.policy.default)
+    returned = email.message_from_bytes(mail_of(outbox_row), policy=email.policy.default)
     return f"""From: MAILER-DAEMON@mx.school.test
 To: help@school.test
 Subject: Undelivered Mail Returned to Sender
@@ -219,7 +219,7 @@ def test_forged_staff_command_is_not_acted_on(make_pipeline):
     assert rows(pipeline, Outbox, Outbox.kind == "relay") == []
     note = rows(pipeline, Message, Message.kind == "note")[0]
     assert note.text.startswith("[unverified sender:")
-    [alert] = [r for r in rows(pipeline, Outbox) if b"Not acted on" in r.mail]
+    [alert] = [r for r in rows(pipeline, Outbox) if b"Not acted on" in mail_of(r)]
     assert alert.recipients == ["tech1@school.test"]
     # The real staff member, verified, is acted on.
     pipeline.accept([Arrival(mail(sender="tech1@school.test", subject="Re: [#1] Printer jam",
@@ -256,6 +256,6 @@ def test_large_attachments_are_dropped_with_a_note(make_pipeline):
         names = [a.filename for a in session.get(Message, request.id).attachments]
     assert names == ["log.txt"]
     ack = rows(pipeline, Outbox, Outbox.kind == "ack")[0]
-    assert b"too large to keep" in ack.mail and b"problem.mp4" in ack.mail
+    assert b"too large to keep" in mail_of(ack) and b"problem.mp4" in mail_of(ack)
     note = rows(pipeline, Outbox, Outbox.kind == "notification")[0]
-    assert b"Not kept" in note.mail
+    assert b"Not kept" in mail_of(note)

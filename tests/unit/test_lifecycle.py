@@ -16,7 +16,7 @@ from mailhelp.db.session import Database
 from mailhelp.desk.lifecycle import run_due
 from mailhelp.desk.surveys import read_answer, sign, verify
 from mailhelp.service.pipeline import Arrival, Pipeline
-from tests.helpers import desk_config
+from tests.helpers import desk_config, mail_of
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
@@ -75,7 +75,7 @@ def test_pending_reminder_auto_resolve_survey_close(desk):
     ticket = desk.ticket()
     assert ticket.status == "resolved" and ticket.resolved_by == "system:auto-resolve"
     [notice] = desk.outbox("status")
-    assert b"did not hear back" in notice.mail
+    assert b"did not hear back" in mail_of(notice)
     assert desk.at(timedelta(days=7, hours=1, minutes=6)).run() == 1
     [survey_mail] = desk.outbox("survey")
     assert desk.survey() is not None
@@ -102,7 +102,7 @@ def test_the_mailto_link_answer_is_recorded_without_reopening(desk):
     desk.at(timedelta(days=8)).run()
     desk.at(timedelta(days=9)).run()
     [survey_mail] = desk.outbox("survey")
-    mail = email.message_from_bytes(survey_mail.mail, policy=email.policy.default)
+    mail = email.message_from_bytes(mail_of(survey_mail), policy=email.policy.default)
     link = next(line.split(": ", 1)[1] for line in
                 mail.get_body(("plain",)).get_content().splitlines() if "4 - Good: " in line)
     parts = urlparse(link)

@@ -19,6 +19,7 @@ from mailhelp.localmail.oauth2_server import AuthServer
 from mailhelp.oauth2.grants import TokenError, TokenRevoked, jwt_expiry
 from mailhelp.oauth2.health import read_health
 from mailhelp.oauth2.tokens import TokenSource, check_token, imap_login, smtp_login
+from tests.helpers import mail_of
 
 USER = "help@school.test"
 
@@ -220,7 +221,7 @@ def test_the_admin_is_alarmed_once_a_day(tmp_path, provider, database_url):
     with db.sessions() as session:
         alerts = session.scalars(select(Outbox).where(Outbox.kind == "alert")).all()
     assert [a.recipients for a in alerts] == [["admin@school.test"]] * 2
-    mail = alerts[0].mail.decode()
+    mail = mail_of(alerts[0]).decode()
     assert "help@school.test" in mail and "invalid_grant" in mail
     assert now[0] - read_health(config).alarm_at < timedelta(seconds=1)
     db.dispose()

@@ -27,7 +27,7 @@ from mailhelp.db.models import (
 from mailhelp.db.session import Database
 from mailhelp.db.storage import AttachmentStore
 from mailhelp.service.pipeline import Arrival, Pipeline
-from tests.helpers import desk_config
+from tests.helpers import desk_config, mail_of
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -77,7 +77,7 @@ def test_new_message_makes_a_ticket_an_ack_and_notifications(pipeline):
         ("notification", ["tech1@school.test"]),
         ("notification", ["tech2@school.test"]),
     ]
-    ack = email.message_from_bytes(rows[0].mail, policy=email.policy.default)
+    ack = email.message_from_bytes(mail_of(rows[0]), policy=email.policy.default)
     assert ack["Subject"] == "[#1] Printer jam"
     assert ack["In-Reply-To"] == "<m1@school.test>"
     assert ack["Auto-Submitted"] == "auto-replied"
@@ -120,7 +120,7 @@ def test_a_stranger_using_the_tag_gets_a_new_ticket(pipeline):
                                                subject="Re: [#1] Printer jam",
                                                message_id="<x@evil.example>"), "t")])
     assert stranger.outcome.action == "new_ticket" and stranger.outcome.ticket_id == 2
-    ack = email.message_from_bytes(outbox(pipeline)[3].mail, policy=email.policy.default)
+    ack = email.message_from_bytes(mail_of(outbox(pipeline)[3]), policy=email.policy.default)
     assert ack["To"] == "mallory@evil.example"
     assert "staff room" not in ack.get_body(("plain",)).get_content()
 
