@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
 from mailhelp.db.migrate import upgrade
@@ -92,3 +93,15 @@ def flush(sender):
 def rows(db) -> dict[str, Outbox]:
     with db.sessions() as session:
         return {r.kind: r for r in session.scalars(select(Outbox))}
+
+
+# Fixtures the sender's test modules share (imported there by name).
+@pytest.fixture
+def smtp_server():
+    with answering_server() as server:
+        yield server
+
+
+@pytest.fixture
+def setup(tmp_path, database_url, smtp_server):
+    yield from desk_with_mail(tmp_path, database_url, smtp_server)

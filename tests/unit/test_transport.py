@@ -12,15 +12,8 @@ from mailhelp.config import SmtpConfig
 from mailhelp.delivery.transport import DeliveryError, SmtpTransport
 from mailhelp.localmail import free_port
 from mailhelp.tls import tls_context
-from tests.unit.smtp_answering import answering_server
 
 MAIL = b"From: help@school.test\r\nTo: teacher1@school.test\r\nSubject: hi\r\n\r\nHello\r\n"
-
-
-@pytest.fixture
-def smtp_server():
-    with answering_server() as server:
-        yield server
 
 
 def send(port: int, recipients: list[str]):

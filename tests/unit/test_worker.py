@@ -15,18 +15,12 @@ from mailhelp.db.models import Outbox, TicketEvent
 from mailhelp.db.session import transaction
 from mailhelp.localmail import free_port
 from mailhelp.states import OutboxStatus
-from tests.unit.smtp_answering import NOW, answering_server, desk_with_mail, flush, rows
-
-
-@pytest.fixture
-def smtp_server():
-    with answering_server() as server:
-        yield server
-
-
-@pytest.fixture
-def setup(tmp_path, database_url, smtp_server):
-    yield from desk_with_mail(tmp_path, database_url, smtp_server)
+from tests.unit.smtp_answering import (
+    NOW,
+    desk_with_mail,
+    flush,
+    rows,
+)
 
 
 @pytest.fixture
