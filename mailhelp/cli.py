@@ -222,7 +222,14 @@ def cmd_tickets(config, args) -> int:
     import json
 
     from .app import App
-    from .web.views import ticket_json, ticket_line, ticket_messages, ticket_query, ticket_text
+    from .web.views import (
+        ticket_deliveries,
+        ticket_json,
+        ticket_line,
+        ticket_messages,
+        ticket_query,
+        ticket_text,
+    )
 
     app = App.create(config)
     with app.db.sessions() as session:
@@ -238,10 +245,11 @@ def cmd_tickets(config, args) -> int:
         if ticket is None:
             raise MailhelpError(f"ticket {args.id} not found")
         messages = ticket_messages(session, ticket.id)
+        deliveries = ticket_deliveries(session, ticket.id)
         if args.json:
-            print(json.dumps(ticket_json(ticket, messages), indent=1))
+            print(json.dumps(ticket_json(ticket, messages, deliveries), indent=1))
         else:
-            print(ticket_text(ticket, messages))
+            print(ticket_text(ticket, messages, deliveries))
     return 0
 
 

@@ -182,6 +182,13 @@ class StaffConfig:
 
     addresses: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
+    # Who gets a #note: every other staff address, or only the ticket's assignee.
+    notes_to: str = field(default="all", metadata=choice("all", "assignee"))
+    # Who gets a copy of a staff member's public answer besides the requester.
+    copy_answers: str = field(default="none", metadata=choice("none", "assignee", "all"))
+    # An assignee whose out-of-office reply came this recently is away: a requester's
+    # reply then goes to every staff address.
+    away_after: timedelta = timedelta(days=3)
 
     def is_staff(self, address: str) -> bool:
         address = address.strip().lower()
@@ -221,11 +228,16 @@ class LifecycleConfig:
 class LimitsConfig:
     """[limits]: how much automatic mail may go out, and how large a message may be."""
 
-    # Automatic mail (acknowledgements, notices, reminders, surveys) to one address and
-    # on one ticket within an hour; above this it is recorded and not sent. Two help
-    # desks answering each other stop after a handful of mails.
+    # Automatic mail to requesters (acknowledgements, notices, reminders, surveys) to one
+    # address and on one ticket within an hour; above this, mail answering what looks
+    # like a loop (the desk's own mail answered, the same text again) is recorded and not
+    # sent. Two help desks answering each other stop after a handful of mails; a
+    # person's separate requests are all answered. Staff mail is never held.
     auto_mails_per_address: int = 5
     auto_mails_per_ticket: int = 10
+    # Above this many an hour to one address, automatic mail is held whatever it looks
+    # like: no person writes that many requests (never fewer than auto_mails_per_address).
+    auto_mails_per_address_cap: int = 30
     # After a bounce, no automatic mail goes to that address for this long.
     bounce_suppression: timedelta = timedelta(days=1)
     # A larger message still makes a ticket; its attachments over the second limit are

@@ -11,8 +11,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from ..db.models import Message, Participant, RawMessage, Ticket
+from ..db.models import Message, Outbox, Participant, RawMessage, Ticket
 from ..mail.printable import printable
+from ..states import OutboxStatus
 
 SHOWN_LINES, SHOWN_WIDTH = 40, 2000  # of each message's text in ``tickets show``
 
@@ -30,7 +31,14 @@ def ticket_query(status: str | None = None):
     return query.where(Ticket.status == status) if status else query
 
 
-def ticket_json(ticket: Ticket, messages: list[Message] | None = None) -> dict:
+# An outgoing mail's row in the outbox, by its message's id: (status, why it is held or
+# failed). A mail the limits held is on the ticket like any other and must not read as
+# sent.
+Deliveries = dict[int, tuple[str, str | None]]
+
+
+def ticket_json(ticket: Ticket, messages: list[Message] | None = None,
+                deliveries: Deliveries | None = None) -> dict:
     data = {
         "id": ticket.id,
         "subject": ticket.subject,
@@ -48,7 +56,7 @@ def ticket_json(ticket: Ticket, messages: list[Message] | None = None) -> dict:
         "survey": survey_json(ticket.survey),
     }
     if messages is not None:
-        data["messages"] = [message_json(m) for m in messages]
+        data["messages"] = [message_json(m, (deliveries or {}).get(m.id)) for m in messages]
     return data
 
 
@@ -59,7 +67,10 @@ def survey_json(survey) -> dict | None:
             "answered_at": iso(survey.answered_at)}
 
 
-def message_json(message: Message) -> dict:
+def message_json(message: Message, delivery: tuple[str, str | None] | None = None) -> dict:
+    status, reason = delivery or (None, None)
+    if status not in (OutboxStatus.SUPPRESSED, OutboxStatus.FAILED, OutboxStatus.BOUNCED):
+        reason = None  # a sent mail's last_error is an earlier attempt's, no longer true
     return {
         "id": message.id,
         "direction": message.direction,
@@ -74,6 +85,9 @@ def message_json(message: Message) -> dict:
         "thread_reason": message.thread_reason or None,
         "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size}
                         for a in message.attachments],
+        # Outgoing mail only: queued, sent, failed, suppressed or bounced, and why.
+        "outbox_status": status,
+        "outbox_reason": reason,
     }
 
 
@@ -81,6 +95,23 @@ def ticket_messages(session: Session, ticket_id: int) -> list[Message]:
     return list(session.scalars(select(Message).where(Message.ticket_id == ticket_id)
                                 .options(selectinload(Message.attachments))
                                 .order_by(Message.id)))
+
+
+def ticket_deliveries(session: Session, ticket_id: int) -> Deliveries:
+    rows = session.execute(select(Outbox.message_row_id, Outbox.status, Outbox.last_error)
+                           .where(Outbox.ticket_id == ticket_id,
+                                  Outbox.message_row_id.is_not(None)))
+    return {row.message_row_id: (row.status, row.last_error) for row in rows}
+
+
+def delivery_text(delivery: tuple[str, str | None] | None) -> str:
+    """How ``tickets show`` marks an outgoing mail: held and failed mail with why."""
+    if delivery is None:
+        return ""
+    status, reason = delivery
+    if status in (OutboxStatus.SUPPRESSED, OutboxStatus.FAILED) and reason:
+        return f"  [{status.upper()}: {printable(reason)}]"
+    return f"  [{status}]"
 
 
 def ticket_line(ticket: Ticket) -> str:
@@ -91,7 +122,8 @@ def ticket_line(ticket: Ticket) -> str:
             f"{printable(ticket.subject)}")
 
 
-def ticket_text(ticket: Ticket, messages: list[Message]) -> str:
+def ticket_text(ticket: Ticket, messages: list[Message],
+                deliveries: Deliveries | None = None) -> str:
     lines = [
         f"Ticket #{ticket.id}: {printable(ticket.subject)}",
         f"  status {ticket.status}, priority {ticket.priority}",
@@ -108,7 +140,8 @@ def ticket_text(ticket: Ticket, messages: list[Message]) -> str:
         target = message.from_address if message.direction == "in" else ", ".join(message.to)
         lines.append("")
         lines.append(f"  [{message.id}] {arrow} {message.kind} {printable(target)} "
-                     f"{(message.date or message.created_at):%Y-%m-%d %H:%M}")
+                     f"{(message.date or message.created_at):%Y-%m-%d %H:%M}"
+                     f"{delivery_text((deliveries or {}).get(message.id))}")
         lines.append(f"      Subject: {printable(message.subject or '')}")
         for text_line in (message.text or "").strip().splitlines()[:SHOWN_LINES]:
             if len(text_line) > SHOWN_WIDTH:
