@@ -182,6 +182,13 @@ class StaffConfig:
 
     addresses: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
+    # Who gets a #note: every other staff address, or only the ticket's assignee.
+    notes_to: str = field(default="all", metadata=choice("all", "assignee"))
+    # Who gets a copy of a staff member's public answer besides the requester.
+    copy_answers: str = field(default="none", metadata=choice("none", "assignee", "all"))
+    # An assignee whose out-of-office reply came this recently is away: a requester's
+    # reply then goes to every staff address.
+    away_after: timedelta = timedelta(days=3)
 
     def is_staff(self, address: str) -> bool:
         address = address.strip().lower()

@@ -56,6 +56,7 @@ class Effects:
     resolved: bool = False
     status_set: bool = False
     released: bool = False
+    assigned: str = ""  # the address an #assign gave the ticket to (not #take)
     changes: list[str] | None = None
 
     def record(self, change: str) -> None:
@@ -147,7 +148,18 @@ def _assign(argument: str, env: Env, effects: Effects) -> str:
     if not env.is_staff(address):
         return f"#assign {argument}: {address} is not a staff address"
     env.assign(address)
+    effects.assigned = address if address != env.actor else ""
     effects.record(f"assigned to {address}")
+    return ""
+
+
+def _take(_argument: str, env: Env, effects: Effects) -> str:
+    # The writer is answering already: the ticket is theirs, and no mail tells them so.
+    if not env.is_staff(env.actor):
+        return f"#take: {env.actor} is not a staff address"
+    env.assign(env.actor)
+    effects.assigned = ""
+    effects.record(f"assigned to {env.actor}")
     return ""
 
 
@@ -200,7 +212,8 @@ COMMANDS: dict[str, Spec] = {
     "close": Spec(_status(TicketStatus.CLOSED), "", "close without telling the requester"),
     "pending": Spec(_status(TicketStatus.PENDING), "", "waiting on the requester"),
     "open": Spec(_status(TicketStatus.OPEN), "", "reopen / mark as being worked on"),
-    "assign": Spec(_assign, "ADDRESS", "assign to a staff member"),
+    "assign": Spec(_assign, "ADDRESS", "assign to a staff member, who is sent the ticket"),
+    "take": Spec(_take, "", "assign to yourself"),
     "priority": Spec(_priority, "LEVEL", "low, normal, high or urgent"),
     "note": Spec(_note, "", "keep this whole message internal (staff only)"),
     "cc": Spec(_cc, "ADDRESS", "add a participant who gets every public update"),

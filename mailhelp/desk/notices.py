@@ -281,3 +281,27 @@ def command_error(tx: Session, config: Config, ticket: Ticket, inbound: Inbound,
         auto_submitted=AUTO_REPLIED,
     ), now)
 
+
+# Who among the staff hears of a requester's reply (issue 18); the mail among the
+# staff themselves (assignments, notes, copies of answers) is in staffmail.py.
+
+
+def reply_recipients(tx: Session, config: Config, ticket: Ticket, now: datetime) -> list[str]:
+    """Who hears of a requester's reply: the assignee, or every staff address when
+    nobody is assigned or the assignee's out-of-office came within ``away_after``."""
+    if ticket.assignee is None or away(tx, ticket.assignee.address,
+                                       now - config.staff.away_after):
+        return list(config.staff.addresses)
+    return [ticket.assignee.address]
+
+
+def away(tx: Session, address: str, since: datetime) -> bool:
+    """Whether an auto-reply from ``address`` landed on any ticket since ``since``
+    (handlers/replies.automatic_on_ticket records it as a ``received_*`` event)."""
+    from ..db.models import TicketEvent
+
+    write_pending(tx)
+    return tx.scalar(select(TicketEvent.id)
+                     .where(TicketEvent.actor == address, TicketEvent.at >= since,
+                            TicketEvent.action.like("received\\_%", escape="\\"))
+                     .limit(1)) is not None

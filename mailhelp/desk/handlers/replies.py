@@ -24,7 +24,7 @@ def requester_reply(mail: Incoming, route: Route) -> Outcome:
     ticket.updated_at = now
     if ticket.status != TicketStatus.OPEN:
         set_status(tx, config, ticket, TicketStatus.OPEN, inbound.sender.address, now)
-    recipients = [ticket.assignee.address] if ticket.assignee else list(config.staff.addresses)
+    recipients = notices.reply_recipients(tx, config, ticket, now)
     dropped = oversized(mail.ctx, inbound)
     notices.staff_notification(tx, config, ticket, inbound, text, "reply", recipients, now,
                                attachments=[a for a in inbound.attachments if a not in dropped],

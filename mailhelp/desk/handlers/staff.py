@@ -11,7 +11,7 @@ from ...db.models import Ticket
 from ...mail.parse import Address
 from ...mail.quoting import new_text_of
 from ...states import TicketStatus
-from .. import notices
+from .. import notices, staffmail
 from ..route import Route
 from ..tickets import add_participant, event, person, set_status
 from .common import Incoming, Outcome, oversized, record
@@ -44,11 +44,17 @@ def staff_answer(mail: Incoming, route: Route) -> Outcome:
         return _command_failed(mail, ticket, reason, problem)
     internal = parsed.internal
     kind = "note" if internal else "staff_reply"
+    kept = [a for a in inbound.attachments if a not in oversized(mail.ctx, inbound)]
+    if internal and (parsed.text.strip() or inbound.attachments):
+        # Sent before the note is kept, so the note stays the ticket's latest message.
+        staffmail.note(tx, config, ticket, inbound, parsed.text, now, kept)
     record(mail, ticket, kind, reason, parsed.text)
     relayed = not internal and (parsed.text.strip() or inbound.attachments)
+    if effects.assigned:
+        staffmail.assignment(tx, config, ticket, effects.assigned, actor, mail.ctx.store,
+                           commands.usage(), now)
     if relayed:
-        notices.relay(tx, config, ticket, inbound, parsed.text, now,
-                      [a for a in inbound.attachments if a not in oversized(mail.ctx, inbound)])
+        notices.relay(tx, config, ticket, inbound, parsed.text, now, kept)
         if ticket.first_response_at is None:
             ticket.first_response_at = now
         if ticket.assignee_id is None:
@@ -56,6 +62,7 @@ def staff_answer(mail: Incoming, route: Route) -> Outcome:
             event(tx, ticket, now, actor, "assigned", actor)
         if not effects.status_set:
             set_status(tx, config, ticket, TicketStatus.PENDING, actor, now)
+        staffmail.answer_copy(tx, config, ticket, inbound, parsed.text, now, kept)
     if effects.released:
         event(tx, ticket, now, actor, "released", "")
         notices.released_ack(tx, config, ticket, now)
