@@ -36,6 +36,7 @@ def gather(mail: Incoming) -> Facts:
         unauthenticated_staff=config.authentication.unauthenticated_staff,
         auto_close_after=config.lifecycle.auto_close_after,
         now=mail.now,
+        subject_tag=config.helpdesk.subject_tag,
         thread=lambda: _thread(mail),
         survey=lambda token, ticket_id: _survey(mail, token, ticket_id),
         proof=lambda: _proof(mail),
@@ -52,7 +53,7 @@ def _thread(mail: Incoming) -> Thread | None:
         return None
     mail.tickets[ticket.id] = ticket
     return Thread(match, TicketFacts(ticket.id, ticket.status, ticket.closed_at,
-                                     _may_join(mail, ticket)))
+                                     _may_join(mail, ticket), ticket.subject))
 
 
 def _may_join(mail: Incoming, ticket: Ticket) -> bool:

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 from ..mail import classify as verdicts
 from ..mail.parse import Inbound
-from ..mail.quoting import new_text_of
+from ..mail.quoting import inline_answer_of, new_text_of
 from ..states import DONE, TicketStatus
-from . import surveys
+from . import subjects, surveys
 from .threads import Match
 
 if TYPE_CHECKING:
@@ -48,8 +48,10 @@ class RouteName(StrEnum):
     UNVERIFIED = "unverified"  # staff or district mail on a ticket, unproven: a note
     COMMAND_ERROR = "command_error"  # staff mail whose commands do not parse
     STAFF_ANSWER = "staff_answer"  # staff commands, an answer to relay, or both
-    FOLLOW_UP = "follow_up"  # mail on a ticket closed long ago: a new ticket naming it
-    THANKS = "thanks"  # only thanks, on a resolved or closed ticket: it stays so
+    # Mail on a ticket closed long ago, or on a resolved or closed one under a new
+    # subject: a new ticket naming it.
+    FOLLOW_UP = "follow_up"
+    THANKS = "thanks"  # only thanks, on a pending, resolved or closed ticket: it stays so
     REQUESTER_REPLY = "requester_reply"  # the requester or a participant wrote again
 
 
@@ -66,6 +68,8 @@ class Route:
     survey_id: int | None = None
     answer: surveys.Answer | None = None  # SURVEY_ANSWER: None for a comment alone
     commands: Parsed | None = None  # STAFF_ANSWER: the commands and the text to relay
+    # REQUESTER_REPLY: the message's subject, where it is about something else.
+    new_subject: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class TicketFacts:
     status: str
     closed_at: datetime | None
     may_join: bool  # the sender is staff, its requester or a participant
+    subject: str = ""  # the ticket's (empty: not compared)
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class Facts:
     unauthenticated_staff: str  # [authentication]: "note" keeps unproven staff mail aside
     auto_close_after: timedelta  # a ticket closed longer ago gets a new one
     now: datetime
+    subject_tag: str = "#{id}"  # [helpdesk] subject_tag: a subject carrying one is no new one
     # The ticket the message threads to, if it exists.
     thread: Callable[[], Thread | None] = _nothing
     # The survey it answers: the one its token names, else that of the ticket given
@@ -165,10 +171,18 @@ def _route(inbound: Inbound, facts: Facts, thread: Thread | None) -> Route:
             and facts.now - ticket.closed_at > facts.auto_close_after:
         # Long closed: a new problem deserves a new ticket; it names the old one.
         return Route(RouteName.FOLLOW_UP, f"#{ticket.id} closed long ago", **on)
-    if ticket.status in DONE and is_thanks(new_text_of(inbound, signature=False)):
-        # "Thanks, works now!" on a resolved ticket is no reason to reopen it.
-        return Route(RouteName.THANKS, "only thanks", **on)
-    return Route(RouteName.REQUESTER_REPLY, f"threaded by {thread.match.reason}", **on)
+    new_subject = subjects.is_new_subject(inbound.subject, ticket.subject, facts.subject_tag)
+    if ticket.status in DONE and new_subject:
+        # An old help-desk mail answered to ask something new: a request of its own (the
+        # subject is read before the thanks: a new problem must not pass for thanks).
+        return Route(RouteName.FOLLOW_UP, f"new subject on {ticket.status} #{ticket.id}", **on)
+    if (ticket.status in DONE or ticket.status == TicketStatus.PENDING) \
+            and is_thanks(new_text_of(inbound, signature=False)):
+        # "Thanks, works now!" is no reason to reopen a ticket (a pending one's assignee
+        # is told, to resolve it).
+        return Route(RouteName.THANKS, f"only thanks on a {ticket.status} ticket", **on)
+    return Route(RouteName.REQUESTER_REPLY, f"threaded by {thread.match.reason}",
+                 new_subject=inbound.subject if new_subject else "", **on)
 
 
 def _survey_answer(inbound: Inbound, facts: Facts, ticket: TicketFacts | None) -> Route | None:
@@ -195,6 +209,13 @@ def _staff(inbound: Inbound, on: dict) -> Route:
     parsed = commands.parse(new_text_of(inbound))
     if parsed.error:
         return Route(RouteName.COMMAND_ERROR, parsed.error, **on)
+    inline = inline_answer_of(inbound)
+    if inline is not None:
+        # Answers between the quoted questions: relayed with them. The commands are the
+        # same first lines in both readings.
+        again = commands.parse(inline)
+        if not again.error and again.commands == parsed.commands:
+            parsed = replace(parsed, text=again.text)
     return Route(RouteName.STAFF_ANSWER, ",".join(c.name for c in parsed.commands) or "answer",
                  commands=parsed, **on)
 

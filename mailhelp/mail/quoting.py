@@ -236,3 +236,107 @@ def _cut_attribution(lines: list[str]) -> list[str]:
     while kept and not kept[-1].strip():
         kept.pop()
     return kept
+
+
+# An interleaved answer is read from this much of the reply: answers between quotes are
+# short, and a longer reply is cut as any other.
+INLINE_TEXT = 64 * 1024
+INLINE_LINES = 2000
+# Of each answered quote, the last paragraph (the question answered) is kept, and of
+# that no more than these lines: the rest of the quoted mail is the desk's own (staff
+# notifications name CC lines, holds and commands the requester need not see).
+QUESTION_LINES = 8
+_INLINE_MEMO = "quoting.inline_answer"
+_SIGNATURE = re.compile(r"^\s*--\s*$")
+
+
+def inline_answer_of(inbound) -> str | None:
+    """``inline_answer`` of a received plain-text reply, worked out once per message."""
+    if _INLINE_MEMO not in inbound.derived:
+        inbound.derived[_INLINE_MEMO] = None if inbound.html_only else inline_answer(
+            inbound.text)
+    return inbound.derived[_INLINE_MEMO]
+
+
+def inline_answer(text: str) -> str | None:
+    """The answers of a reply written between the quoted lines (quote, answer, quote,
+    answer: as mutt users write), each below the quoted question it answers; None for
+    a reply that is not interleaved (top- or bottom-posted: ``cut`` reads those).
+
+    A quote left unanswered (the rest of the mail answered) and the "On ... wrote:" line
+    are dropped. One pass over at most INLINE_LINES lines.
+    """
+    text = text.replace("\r\n", "\n")
+    if len(text) > INLINE_TEXT or ">" not in text:
+        return None
+    blocks = _blocks(text.split("\n")[:INLINE_LINES])
+    kinds = [quoted for quoted, _ in blocks]
+    # A quote, an answer and a quote again: the answer sits between the questions.
+    if not any(kinds[i] and not kinds[i + 1] and kinds[i + 2] for i in range(len(kinds) - 2)):
+        return None
+    parts = []
+    for index, (quoted, lines) in enumerate(blocks):
+        # Blocks alternate, so an answer follows (the writer's signature is none).
+        answered = index + 1 < len(blocks) and not _SIGNATURE.match(blocks[index + 1][1][0])
+        if quoted:
+            if answered:
+                parts.append("\n".join(_question(lines)))
+            continue
+        if answered:
+            lines = _without_attribution(lines)
+        answer = "\n".join(line.rstrip() for line in lines).strip("\n")
+        if answer.strip():
+            parts.append(answer)
+    return "\n\n".join(part for part in parts if part.strip()) or None
+
+
+def _blocks(lines: list[str]) -> list[tuple[bool, list[str]]]:
+    """Runs of quoted and of unquoted lines, blank lines kept with the run they are in."""
+    blocks: list[tuple[bool, list[str]]] = []
+    for line in lines:
+        if not line.strip():
+            if blocks:
+                blocks[-1][1].append(line)
+            continue
+        quoted = bool(_QUOTED.match(line))
+        if blocks and blocks[-1][0] == quoted:
+            blocks[-1][1].append(line)
+        else:
+            blocks.append((quoted, [line]))
+    return blocks
+
+
+def _question(lines: list[str]) -> list[str]:
+    """The last paragraph of a quote, as "> " lines; none of the quoted mail's
+    signature (from its "-- " line on: no question is asked there)."""
+    for index, line in enumerate(lines):
+        if _SIGNATURE.match(line.strip().lstrip(">")):
+            lines = lines[:index]
+            break
+    kept: list[str] = []
+    for line in reversed(lines):
+        content = line.strip()
+        if content.strip(">").strip() == "":
+            if kept:
+                break  # the blank quoted line above the paragraph
+            continue  # blank lines below it
+        kept.append(content)
+        if len(kept) == QUESTION_LINES:
+            break
+    # One level of quoting, whatever the depth: to the reader it is the question.
+    return ["> " + line.lstrip("> ") for line in reversed(kept)]
+
+
+def _without_attribution(lines: list[str]) -> list[str]:
+    """An answer without the "On <date>, <someone> wrote:" that ends it (above a quote)."""
+    end = len(lines)
+    while end and not lines[end - 1].strip():
+        end -= 1
+    if not end or not lines[end - 1].rstrip().endswith(":"):
+        return lines
+    first = end - 1
+    if first and lines[first - 1].rstrip().endswith(("<", ",")):
+        first -= 1
+    if not _ATTRIBUTION.search(" ".join(lines[first:end])):
+        return lines
+    return lines[:first]

@@ -142,6 +142,18 @@ def _ticket_text(text: str) -> object:
     return ticket_text(ticket, [message])
 
 
+def _inline_answer(text: str) -> object:
+    from mailhelp.mail.quoting import inline_answer
+
+    return inline_answer(text)
+
+
+def _new_subject(subject: str) -> object:
+    from mailhelp.desk.subjects import is_new_subject
+
+    return is_new_subject(subject, subject, "#{id}")
+
+
 def table_padding() -> str:
     """One cell of 20,000 short lines beside one of 100,000 characters: every line is
     padded to the width of both (200 KB of HTML made 2 GB of text)."""
@@ -229,6 +241,12 @@ CASES = [
          + b"X-Spam-Score: " + b"9" * 65_000 + b"\n\nx\n", _classify),
     Case("workflow.is_thanks", "a reply of 5 MB of words", lambda: "thanks " * 700_000,
          _is_thanks),
+    Case("quoting (inline answers)", "64 KB of quote, answer, quote, answer lines",
+         lambda: ">" + "> q\na\n" * 10_000, _inline_answer),
+    Case("quoting (inline answers)", "64 KB of quoted blank lines between two answers",
+         lambda: "a\n> q\n" + ">\n" * 32_000 + "b\n> q\nc", _inline_answer),
+    Case("subjects (new subject)", "a 64 KB subject of words and tags",
+         lambda: "Re: [#1] word " * 4_500, _new_subject),
     Case("bounces (flufl.bounce)", "5 MB 'bounce' of '550 a@b.test' lines",
          lambda: b"From: MAILER-DAEMON@x.test\nSubject: Undelivered\n\n"
          + b"550 a@b.test user unknown\n" * 200_000, _bounce, in_tests=False),

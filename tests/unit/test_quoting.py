@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mailhelp.mail.parse import parse
-from mailhelp.mail.quoting import new_text, new_text_of
+from mailhelp.mail.quoting import QUESTION_LINES, inline_answer, new_text, new_text_of
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -117,3 +117,83 @@ def test_outlook_html_with_two_reply_markers():
            b"<html><body><div>Done.</div><div id=\"appendonsend\"></div><div>old</div>"
            b"<div id=\"appendonsend\"></div><div>older</div></body></html>")
     assert new_text_of(parse(raw)) == "Done."
+
+
+# Answers between the quoted lines (mutt style) -----------------------------------------
+
+MUTT = """Hi Jane,
+
+On Mon, Nov 23, 2026 at 08:12:45AM -0500, Help Desk wrote:
+> New ticket [#1] from Jane Teacher <teacher1@school.test>
+> CC: teacher2@school.test
+>
+> Can the printer in room 12 print double-sided?
+> Or only single pages?
+
+Yes, single pages work; double-sided needs the new driver.
+
+>
+> Do I need to bring paper tomorrow?
+>
+
+No need, I will be there before 8:00.
+
+> Thanks,
+> Jane
+>
+> --
+> Reply to this message to answer Jane Teacher.
+
+--
+Sam Tech, ext. 204"""
+
+
+def test_an_interleaved_answer_keeps_each_answered_question_above_its_answer():
+    assert inline_answer(MUTT) == (
+        "Hi Jane,\n\n"
+        "> Can the printer in room 12 print double-sided?\n> Or only single pages?\n\n"
+        "Yes, single pages work; double-sided needs the new driver.\n\n"
+        "> Do I need to bring paper tomorrow?\n\n"
+        "No need, I will be there before 8:00.\n\n"
+        "--\nSam Tech, ext. 204")
+
+
+def test_the_desk_s_own_lines_above_a_question_are_not_relayed():
+    # The notification's header and CC line are staff's; the quoted signature and the
+    # footer are no question, even with the writer's signature below them.
+    answer = inline_answer(MUTT)
+    assert "New ticket" not in answer and "CC:" not in answer
+    assert "Reply to this message" not in answer and "wrote:" not in answer
+
+
+@pytest.mark.parametrize("text", [
+    "Top answer.\n\nOn Mon, Nov 23, 2026, Help Desk <help@school.test> wrote:\n> a\n> b\n",
+    "On Mon, Nov 23, 2026, Help Desk <help@school.test> wrote:\n> a\n> b\n\nBottom answer.",
+    "Top.\n\n> a\n\nBottom.",  # one quote between: no question answered, then another
+    "No quotes at all.\nJust text.",
+    "",
+])
+def test_a_top_or_bottom_posted_answer_is_not_interleaved(text):
+    assert inline_answer(text) is None
+
+
+def test_an_answered_quote_keeps_only_its_last_lines():
+    long_question = "\n".join(f"> line {n}" for n in range(30))
+    answer = inline_answer(f"{long_question}\nAnswer one.\n> q2\nAnswer two.")
+    kept = [line for line in answer.split("\n") if line.startswith(">")]
+    assert len(kept) == QUESTION_LINES + 1 and kept[QUESTION_LINES - 1] == "> line 29"
+
+
+def test_nested_and_unspaced_quotes_become_quoted_lines():
+    assert inline_answer(">q1\nA1\n>> q2\n> > q3\nA2") == "> q1\n\nA1\n\n> q2\n> q3\n\nA2"
+
+
+def test_inline_answer_of_a_message_and_of_html_only_mail():
+    from mailhelp.mail.quoting import inline_answer_of
+
+    raw = (b"From: tech1@school.test\nTo: help@school.test\nSubject: Re: [#1] x\n"
+           b"Message-ID: <i1@school.test>\n\n" + MUTT.encode())
+    inbound = parse(raw)
+    assert inline_answer_of(inbound).startswith("Hi Jane,\n\n> Can the printer")
+    html = parse(raw.replace(b"\n\n", b"\nContent-Type: text/html\n\n", 1))
+    assert inline_answer_of(html) is None

@@ -51,8 +51,9 @@ def facts(**given) -> Facts:
 
 
 def on_ticket(status="pending", may_join=True, reason=REFERENCES, closed_at=None,
-              recipients=frozenset()) -> Thread:
-    return Thread(Match(7, reason, recipients), TicketFacts(7, status, closed_at, may_join))
+              recipients=frozenset(), subject="") -> Thread:
+    return Thread(Match(7, reason, recipients),
+                  TicketFacts(7, status, closed_at, may_join, subject))
 
 
 # One test per route -------------------------------------------------------------------
@@ -104,7 +105,7 @@ def test_thanks_on_a_resolved_ticket_is_thanks_and_on_an_open_one_a_reply():
     for status in ("resolved", "closed"):
         decided = route(thanks, facts(thread=on_ticket(status), survey=None, proof=None))
         assert decided.name == RouteName.THANKS
-    decided = route(thanks, facts(thread=on_ticket("pending"), survey=None, proof=None))
+    decided = route(thanks, facts(thread=on_ticket("open"), survey=None, proof=None))
     assert decided.name == RouteName.REQUESTER_REPLY
     decided = route(mail("Thanks, but it still jams"),
                     facts(thread=on_ticket("resolved"), survey=None, proof=None))
@@ -129,6 +130,89 @@ def test_staff_mail_is_an_answer_with_its_commands():
     assert decided.name == RouteName.STAFF_ANSWER and decided.ticket_id == 7
     assert [c.name for c in decided.commands.commands] == ["resolve", "priority"]
     assert decided.commands.text == "Replaced the drum."
+
+
+def test_thanks_on_a_pending_ticket_is_thanks_and_does_not_reopen_it():
+    decided = route(mail("Works now, thank you!"),
+                    facts(thread=on_ticket("pending"), survey=None, proof=None))
+    assert decided.name == RouteName.THANKS and decided.ticket_id == 7
+    assert decided.reason == "only thanks on a pending ticket"
+    decided = route(mail("Thank you, but the screen still flickers"),
+                    facts(thread=on_ticket("pending"), survey=None, proof=None))
+    assert decided.name == RouteName.REQUESTER_REPLY
+
+
+OLD_SUBJECT = "Projector in room 12"
+
+
+@pytest.mark.parametrize("status", ["resolved", "closed"])
+def test_a_new_subject_on_a_resolved_or_closed_ticket_is_a_follow_up(status):
+    decided = route(mail("The document camera shows nothing.",
+                         subject="Re: Document camera in 7b dead"),
+                    facts(thread=on_ticket(status, subject=OLD_SUBJECT,
+                                           closed_at=NOW - timedelta(days=1)),
+                          survey=None, proof=None))
+    assert decided.name == RouteName.FOLLOW_UP and decided.ticket_id == 7
+    assert decided.reason == f"new subject on {status} #7"
+
+
+@pytest.mark.parametrize("subject", [
+    "Re: Projector in room 12", "AW: WG: Fwd: projector in Room 12!",
+    "Re: [#7] Document camera in 7b dead",  # the writer kept the tag
+    "Re: Resolved: Projector in room 12", "Re:", "",
+])
+def test_a_subject_that_still_names_the_ticket_is_no_follow_up(subject):
+    decided = route(mail("It flickers again.", subject=subject),
+                    facts(thread=on_ticket("resolved", subject=OLD_SUBJECT),
+                          survey=None, proof=None))
+    assert decided.name == RouteName.REQUESTER_REPLY and decided.new_subject == ""
+
+
+def test_thanks_under_a_new_subject_on_a_resolved_ticket_is_a_new_request():
+    # A new problem must not pass for thanks because it says thank you.
+    decided = route(mail("Document camera dead. Thanks!", subject="Document camera in 7b"),
+                    facts(thread=on_ticket("resolved", subject=OLD_SUBJECT),
+                          survey=None, proof=None))
+    assert decided.name == RouteName.FOLLOW_UP
+
+
+@pytest.mark.parametrize("status", ["new", "open", "pending"])
+def test_a_new_subject_on_an_open_ticket_is_a_reply_naming_it(status):
+    decided = route(mail("Also, the camera is dead.", subject="Re: Document camera in 7b"),
+                    facts(thread=on_ticket(status, subject=OLD_SUBJECT),
+                          survey=None, proof=None))
+    assert decided.name == RouteName.REQUESTER_REPLY
+    assert decided.new_subject == "Re: Document camera in 7b"
+
+
+INTERLEAVED = """#pending
+Hi Jane,
+
+On Mon, Nov 23, 2026 at 08:12:45AM -0500, Help Desk wrote:
+> New ticket [#7] from Jane Teacher <teacher1@school.test>
+>
+> Can it print double-sided?
+
+Yes, with the new driver.
+
+> Do I need to bring paper?
+
+No need.
+
+> --
+> Reply to this message to answer Jane Teacher.
+
+Sam"""
+
+
+def test_staff_answers_between_quotes_are_relayed_with_their_questions():
+    decided = route(mail(INTERLEAVED, sender="tech1@school.test"),
+                    facts(thread=on_ticket(), survey=None, proof=None, sender_is_staff=True))
+    assert decided.name == RouteName.STAFF_ANSWER
+    assert [c.name for c in decided.commands.commands] == ["pending"]
+    assert decided.commands.text == (
+        "Hi Jane,\n\n> Can it print double-sided?\n\nYes, with the new driver.\n\n"
+        "> Do I need to bring paper?\n\nNo need.\n\nSam")
 
 
 def test_staff_mail_whose_commands_do_not_parse_is_a_command_error():

@@ -24,25 +24,34 @@ def requester_reply(mail: Incoming, route: Route) -> Outcome:
     ticket.updated_at = now
     if ticket.status != TicketStatus.OPEN:
         set_status(tx, config, ticket, TicketStatus.OPEN, inbound.sender.address, now)
-    recipients = notices.reply_recipients(tx, config, ticket, now)
+    recipients = [ticket.assignee.address] if ticket.assignee else list(config.staff.addresses)
+    if route.new_subject:
+        # The ticket keeps its subject; staff see the one the requester wrote.
+        event(tx, ticket, now, inbound.sender.address, "new_subject", route.new_subject)
     dropped = oversized(mail.ctx, inbound)
-    notices.staff_notification(tx, config, ticket, inbound, text, "reply", recipients, now,
+    notices.staff_notification(tx, config, ticket, inbound, text,
+                               "new_subject" if route.new_subject else "reply", recipients, now,
                                attachments=[a for a in inbound.attachments if a not in dropped],
                                dropped=dropped)
-    log.info("ticket=%s message=%s action=reply thread=%s", ticket.id, inbound.message_id,
-             route.thread)
+    log.info("ticket=%s message=%s action=reply thread=%s%s", ticket.id, inbound.message_id,
+             route.thread, " new_subject=yes" if route.new_subject else "")
     return Outcome("reply", ticket.id, route.thread)
 
 
 def thanks(mail: Incoming, route: Route) -> Outcome:
-    """Kept on the ticket, which stays resolved or closed; nobody is told."""
-    inbound = mail.inbound
+    """Kept on the ticket, which stays as it is. Nobody is told of thanks on a resolved
+    or closed ticket; on a pending one, its assignee is (or all staff), to resolve it."""
+    tx, inbound, now = mail.tx, mail.inbound, mail.now
     ticket = mail.ticket(route.ticket_id)
-    record(mail, ticket, "reply", route.thread, new_text_of(inbound))
-    ticket.updated_at = mail.now
-    event(mail.tx, ticket, mail.now, inbound.sender.address, "thanks", "")
-    log.info("ticket=%s message=%s action=thanks thread=%s", ticket.id,
-             inbound.message_id, route.thread)
+    text = new_text_of(inbound)
+    record(mail, ticket, "reply", route.thread, text)
+    ticket.updated_at = now
+    event(tx, ticket, now, inbound.sender.address, "thanks", "")
+    if ticket.status == TicketStatus.PENDING:
+        notices.staff_notification(tx, mail.config, ticket, inbound, text, "thanks",
+                                   _told(mail, ticket), now)
+    log.info("ticket=%s message=%s action=thanks thread=%s status=%s", ticket.id,
+             inbound.message_id, route.thread, ticket.status)
     return Outcome("reply", ticket.id, "thanks")
 
 
@@ -52,3 +61,10 @@ def automatic_on_ticket(mail: Incoming, route: Route) -> Outcome:
     record(mail, ticket, "note", route.thread, mail.inbound.text)
     event(mail.tx, ticket, mail.now, mail.sender, f"received_{route.kind}", route.reason)
     return Outcome("recorded", ticket.id, route.reason)
+
+
+def _told(mail: Incoming, ticket) -> list[str]:
+    """Who hears of thanks on a pending ticket: its assignee, or every staff address."""
+    if ticket.assignee:
+        return [ticket.assignee.address]
+    return list(mail.config.staff.addresses)

@@ -25,7 +25,13 @@ def held_request(mail: Incoming, route: Route) -> Outcome:
 
 
 def follow_up(mail: Incoming, route: Route) -> Outcome:
-    return new_ticket(mail, linked=mail.ticket(route.ticket_id))
+    """A new ticket naming the old one, and the old one naming it (the old one stays
+    as it is: its requester moved on to something new)."""
+    old = mail.ticket(route.ticket_id)
+    outcome = new_ticket(mail, linked=old)
+    event(mail.tx, old, mail.now, mail.sender, "followed_up",
+          f"#{outcome.ticket_id}: {route.reason}")
+    return outcome
 
 
 def outsider(mail: Incoming, route: Route) -> Outcome:
