@@ -24,7 +24,7 @@ def requester_reply(mail: Incoming, route: Route) -> Outcome:
     ticket.updated_at = now
     if ticket.status != TicketStatus.OPEN:
         set_status(tx, config, ticket, TicketStatus.OPEN, inbound.sender.address, now)
-    recipients = [ticket.assignee.address] if ticket.assignee else list(config.staff.addresses)
+    recipients = notices.reply_recipients(tx, config, ticket, now)
     if route.new_subject:
         # The ticket keeps its subject; staff see the one the requester wrote.
         event(tx, ticket, now, inbound.sender.address, "new_subject", route.new_subject)
@@ -49,7 +49,7 @@ def thanks(mail: Incoming, route: Route) -> Outcome:
     event(tx, ticket, now, inbound.sender.address, "thanks", "")
     if ticket.status == TicketStatus.PENDING:
         notices.staff_notification(tx, mail.config, ticket, inbound, text, "thanks",
-                                   _told(mail, ticket), now)
+                                   notices.reply_recipients(tx, mail.config, ticket, now), now)
     log.info("ticket=%s message=%s action=thanks thread=%s status=%s", ticket.id,
              inbound.message_id, route.thread, ticket.status)
     return Outcome("reply", ticket.id, "thanks")
@@ -61,10 +61,3 @@ def automatic_on_ticket(mail: Incoming, route: Route) -> Outcome:
     record(mail, ticket, "note", route.thread, mail.inbound.text)
     event(mail.tx, ticket, mail.now, mail.sender, f"received_{route.kind}", route.reason)
     return Outcome("recorded", ticket.id, route.reason)
-
-
-def _told(mail: Incoming, ticket) -> list[str]:
-    """Who hears of thanks on a pending ticket: its assignee, or every staff address."""
-    if ticket.assignee:
-        return [ticket.assignee.address]
-    return list(mail.config.staff.addresses)
