@@ -39,11 +39,13 @@ class Notifier:
             if self.socket is None:
                 self.socket = socket.socket(socket.AF_UNIX,
                                             socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self.socket.sendto("\n".join(lines).encode(), self.address)
+            # Never waits: a manager that reads no more (its queue of datagrams full)
+            # must not stop the daemon's loop, nor its answer to SIGTERM.
+            self.socket.sendto("\n".join(lines).encode(), socket.MSG_DONTWAIT, self.address)
             return True
         except OSError as error:
-            # The manager went away (a test's socket, a stopped systemd): the daemon
-            # goes on; it only loses its reports.
+            # The manager went away (a test's socket, a stopped systemd) or is not
+            # reading: the daemon goes on; it only loses these reports.
             log.debug("action=sd_notify_failed error=%s", error)
             return False
 

@@ -16,6 +16,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,29 +43,45 @@ def subject_of(raw: bytes) -> str:
 
 
 class Manager:
-    """What systemd would be to the daemon: the notification socket it reads."""
+    """What systemd would be to the daemon: the notification socket it reads, all the
+    time (``reading=False``: a manager that reads nothing, whose queue fills up)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reading: bool = True) -> None:
         self.name = f"@mailhelp-test-{os.getpid()}-{time.time_ns()}"  # abstract: no file
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.socket.bind("\0" + self.name[1:])
         self.received: list[str] = []
+        self.arrived = threading.Condition()
+        self.closed = False
+        if reading:
+            threading.Thread(target=self._read, daemon=True).start()
 
-    def wait_for(self, line: str, timeout: float = 20) -> list[str]:
-        """Read datagrams until one holds ``line``; return everything read so far."""
-        deadline = time.monotonic() + timeout
-        while not any(line in m.splitlines() for m in self.received):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{line!r} never came; got {self.received}")
-            self.socket.settimeout(left)
+    def _read(self) -> None:
+        self.socket.settimeout(0.2)
+        while not self.closed:
             try:
-                self.received.append(self.socket.recv(4096).decode())
+                text = self.socket.recv(4096).decode()
             except TimeoutError:
                 continue
-        return self.received
+            except OSError:
+                return
+            with self.arrived:
+                self.received.append(text)
+                self.arrived.notify_all()
+
+    def wait_for(self, line: str, timeout: float = 20) -> list[str]:
+        """Wait until a datagram holds ``line``; return everything read so far."""
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while not any(line in m.splitlines() for m in self.received):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{line!r} never came; got {self.received}")
+                self.arrived.wait(left)
+            return list(self.received)
 
     def close(self) -> None:
+        self.closed = True
         self.socket.close()
 
 
@@ -148,6 +165,25 @@ def test_ready_watchdog_status_healthy_and_a_prompt_stop(mail, config, manager):
     code, health = status(config)
     assert code == 1 and health["daemon"]["running"] is False
     assert health["problems"][0].startswith("daemon: stopped")
+
+
+def test_a_manager_that_reads_nothing_never_holds_up_the_daemon(mail, config):
+    """systemd's queue of notifications is short (ten datagrams); a manager that stops
+    reading it must cost the daemon its reports, never its loop or its prompt stop.
+    (A blocking send once kept it from stopping on SIGTERM: killed after 30 s.)"""
+    deaf = Manager(reading=False)
+    service = Service(config, deaf, watchdog_usec=100_000)  # a ping every 50 ms
+    try:
+        service.wait_for_log("action=imap_connected")
+        # Long enough for the pings to fill the queue several times over.
+        time.sleep(1.5)
+        mail.deliver(HELP, teacher_mail(1, "Projector"))
+        mail.wait_for_messages(TEACHER, 1, timeout=20)  # the loop still turns
+    finally:
+        took = service.terminate()
+        deaf.close()
+    assert took < 10, f"stopped after {took:.1f}s"
+    assert "action=daemon_stop" in service.output()
 
 
 def test_imap_down_is_degraded_and_the_daemon_is_ready_all_the_same(tmp_path, database_url,
