@@ -80,6 +80,19 @@ class Manager:
                 self.arrived.wait(left)
             return list(self.received)
 
+    def fill(self) -> int:
+        """Fill this manager's queue to the brim (it reads nothing); how many it took."""
+        sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        taken = 0
+        try:
+            while True:
+                sender.sendto(b"FILLER=1", socket.MSG_DONTWAIT, "\0" + self.name[1:])
+                taken += 1
+        except BlockingIOError:
+            return taken
+        finally:
+            sender.close()
+
     def close(self) -> None:
         self.closed = True
         self.socket.close()
@@ -172,11 +185,10 @@ def test_a_manager_that_reads_nothing_never_holds_up_the_daemon(mail, config):
     reading it must cost the daemon its reports, never its loop or its prompt stop.
     (A blocking send once kept it from stopping on SIGTERM: killed after 30 s.)"""
     deaf = Manager(reading=False)
+    assert deaf.fill() > 0  # full before the daemon's first word
     service = Service(config, deaf, watchdog_usec=100_000)  # a ping every 50 ms
     try:
         service.wait_for_log("action=imap_connected")
-        # Long enough for the pings to fill the queue several times over.
-        time.sleep(1.5)
         mail.deliver(HELP, teacher_mail(1, "Projector"))
         mail.wait_for_messages(TEACHER, 1, timeout=20)  # the loop still turns
     finally:
