@@ -10,6 +10,7 @@ from __future__ import annotations
 from .reading import default_path, load, loads
 from .sections import (
     AuthenticationConfig,
+    CalendarConfig,
     Config,
     DatabaseConfig,
     HelpdeskConfig,
@@ -29,7 +30,7 @@ from .sections import (
 from .values import LOG_LEVELS, SECURITY_MODES, ByteSize, FileMode, Secret, parse_mode, parse_size
 
 __all__ = [
-    "LOG_LEVELS", "SECURITY_MODES", "AuthenticationConfig", "ByteSize", "Config",
+    "LOG_LEVELS", "SECURITY_MODES", "AuthenticationConfig", "ByteSize", "CalendarConfig", "Config",
     "DatabaseConfig", "FileMode", "HelpdeskConfig", "ImapConfig", "IngestConfig",
     "LifecycleConfig", "LimitsConfig", "LogConfig", "OAuth2Config", "Secret", "SmtpConfig",
     "SpamConfig", "StaffConfig", "StorageConfig", "SurveyConfig", "TemplatesConfig",

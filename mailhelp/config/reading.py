@@ -11,9 +11,11 @@ import typing
 from dataclasses import MISSING, fields, replace
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..durations import parse_duration
 from ..errors import ConfigError
+from ..weekly import DateSpan, WeeklyAt, WeeklyHours
 from .sections import Config
 from .values import ByteSize, FileMode, Secret, parse_mode, parse_size
 
@@ -154,6 +156,13 @@ def _convert(value: typing.Any, hint: typing.Any, key: str, metadata: typing.Map
     if origin in (typing.Union, types.UnionType):
         section = next(a for a in typing.get_args(hint) if a is not type(None))
         return _convert(value, section, key, metadata)
+    if hint in (WeeklyAt, WeeklyHours, DateSpan):
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        try:
+            return hint.parse(value)
+        except ValueError as error:
+            raise ConfigError(f"{key}: {error}") from None
     if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a [{key}] section")
@@ -194,6 +203,9 @@ def _convert(value: typing.Any, hint: typing.Any, key: str, metadata: typing.Map
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key}: expected a list of strings")
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if item is not str:
+            return tuple(_convert(v, item, key, metadata) for v in value)
         return tuple(v.strip().lower() for v in value)
     if hint is str:
         if not isinstance(value, str):
@@ -201,6 +213,12 @@ def _convert(value: typing.Any, hint: typing.Any, key: str, metadata: typing.Map
         choices = metadata.get("choices")
         if choices and value not in choices:
             raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {value!r}")
+        if metadata.get("zone"):
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(f"{key}: {value!r} is not a time zone (write an IANA name "
+                                  f"such as \"Europe/London\" or \"America/Chicago\")") from None
         if key == "helpdesk.address" and "@" not in value:
             raise ConfigError(f"{key}: {value!r} is not an email address")
         return value

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from ..errors import ConfigError
+from ..weekly import DateSpan, WeeklyAt, WeeklyHours
 from .values import (
     INTERNAL,
     LOG_LEVELS,
@@ -44,10 +46,17 @@ class HelpdeskConfig:
     color: str = "#1a5fb4"
     footer: str = ""
     logo: str = ""
+    # The desk's time zone (an IANA name such as "America/Chicago"): times in mail and in
+    # the command line are shown in it, and [calendar] and schedules are read in it.
+    timezone: str = field(default="UTC", metadata={"zone": True})
 
     @property
     def domain(self) -> str:
         return self.address.rpartition("@")[2].lower()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
 
 @dataclass(frozen=True)
@@ -189,6 +198,9 @@ class StaffConfig:
     # An assignee whose out-of-office reply came this recently is away: a requester's
     # reply then goes to every staff address.
     away_after: timedelta = timedelta(days=3)
+    # When each technician gets the morning queue by mail ("Mon-Fri 07:00", desk time);
+    # unset: never.
+    queue_digest: WeeklyAt | None = None
 
     def is_staff(self, address: str) -> bool:
         address = address.strip().lower()
@@ -222,6 +234,16 @@ class LifecycleConfig:
     auto_close_after: timedelta = timedelta(days=3)
     pending_reminder_after: timedelta = timedelta(days=3)
     pending_resolve_after: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class CalendarConfig:
+    """[calendar]: when the desk is open; reminders, auto-resolve, escalation and the
+    survey delay count only these hours (desk time). Unset: every hour counts."""
+
+    hours: WeeklyHours | None = None
+    # Days the desk is closed all day: "2027-01-18", or a span "2026-12-21..2027-01-01".
+    holidays: tuple[DateSpan, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -307,6 +329,7 @@ class Config:
     staff: StaffConfig = field(default_factory=StaffConfig)
     survey: SurveyConfig = field(default_factory=SurveyConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    calendar: CalendarConfig = field(default_factory=CalendarConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     spam: SpamConfig = field(default_factory=SpamConfig)
     authentication: AuthenticationConfig = field(default_factory=AuthenticationConfig)
