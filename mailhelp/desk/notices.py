@@ -25,6 +25,7 @@ from ..delivery.outbox import (
     write_pending,
 )
 from ..durations import format_duration
+from ..mail.forwarded import opened_of, shown, staff_files
 from ..mail.parse import Address, Attachment, Inbound
 from . import surveys
 
@@ -108,7 +109,11 @@ def variables(config: Config, ticket: Ticket, for_staff: bool = False, **extra) 
     return base
 
 
-def message_variables(inbound: Inbound, text: str, dropped: Sequence[Attachment] = ()) -> dict:
+def message_variables(inbound: Inbound, text: str, dropped: Sequence[Attachment] = (),
+                      forwarded: Sequence[dict] = (), not_attached: Sequence[Attachment] = ()
+                      ) -> dict:
+    """The message for a template; staff notifications add the attached messages opened
+    (``forwarded``: forwarded.shown's) and the files too large to carry."""
     return {
         "dropped": [{"filename": a.filename, "size": a.size} for a in dropped],
         "subject": _line(inbound.subject),
@@ -117,6 +122,8 @@ def message_variables(inbound: Inbound, text: str, dropped: Sequence[Attachment]
         "from_name": _line(inbound.sender.name) or inbound.sender.address,
         "attachments": [{"filename": a.filename, "content_type": a.content_type,
                          "size": a.size} for a in inbound.attachments if a not in dropped],
+        "forwarded": list(forwarded),
+        "not_attached": [{"filename": a.filename, "size": a.size} for a in not_attached],
     }
 
 
@@ -156,8 +163,17 @@ def staff_notification(tx: Session, config: Config, ticket: Ticket, inbound: Inb
                        text: str, event: str, recipients: Sequence[str], now: datetime,
                        attachments: Sequence[Attachment] = (),
                        dropped: Sequence[Attachment] = ()) -> None:
-    """Tell staff about a new ticket (``event="new"``) or a requester's reply."""
+    """Tell staff about a new ticket (``event="new"``) or a requester's reply.
+
+    ``attachments`` are carried, and with each attached message (a forward) its own
+    files, within ``[limits]``; the attached messages are shown opened."""
     sender = inbound.sender.name or inbound.sender.address
+    forwarded = opened_of(inbound)
+    files = staff_files(attachments, forwarded, config.limits.max_attachment_size,
+                        config.limits.max_message_size)
+    message = message_variables(inbound, text, dropped,
+                                [shown(f, config.helpdesk.zone) for f in forwarded],
+                                files.listed)
     for address in recipients:
         if address == inbound.sender.address:
             continue
@@ -165,13 +181,13 @@ def staff_notification(tx: Session, config: Config, ticket: Ticket, inbound: Inb
             kind="notification",
             to=(Address("", address),),
             variables=variables(config, ticket, for_staff=True, event=event,
-                                message=message_variables(inbound, text, dropped)),
+                                message=message),
             in_reply_to=inbound.message_id,
             references=(*inbound.references[-10:], inbound.message_id),
             auto_submitted=AUTO_GENERATED,
             from_name=f"{sender} via {config.helpdesk.name}",
             reply_to=config.helpdesk.address,
-            attachments=tuple(attachments),
+            attachments=files.attached,
         ), now)
 
 
