@@ -219,6 +219,7 @@ def _templates(config: Config) -> str:
         "web_ratings": [{"rating": 5, "label": "Excellent", "url": "https://example.org/s/x"}],
         "rating": 5, "label": "Excellent", "comment": "Quick fix, thanks!",
         "requester": {"name": "Jane Teacher", "address": "teacher@example.org"},
+        "recipient": {"name": "Jane", "address": "teacher@example.org"},
         "participants": ["colleague@example.org"],
         "message": {"subject": "Projector in room 12", "text": "It does not turn on.",
                     "from": "teacher@example.org", "from_name": "Jane Teacher",
@@ -227,7 +228,11 @@ def _templates(config: Config) -> str:
                                      "size": 1234}]},
     }
     from .delivery import branding
+    from .desk.digest import sample as queue_sample
 
+    # The morning queue's own variables (ticket lists with their mailto: actions).
+    sample = queue_sample(sample["helpdesk"],
+                          lambda n: config.helpdesk.subject_tag.format(id=n)) | sample
     brand = branding.brand(config)
     for kind in KINDS:
         render(kind, sample, config.templates.dir, brand)

@@ -217,6 +217,13 @@ ROWS: list[tuple[str, str, dict[str, Any]]] = [
                              "answered_at": None, "answered_via": ""}),
     ("alerts", "template", {"key": "template:ack.html.j2", "sent_at": at(3),
                             "detail": "ack.html.j2 line 4: unexpected '}'"}),
+    ("periodic_mail", "queue", {"kind": "queue_digest", "recipient": "tech1@school.test",
+                                "due_at": at(24), "done_at": at(24.01),
+                                "message_id": "<queue.0.mailhelp.x@school.test>",
+                                "result": "sent: 2 tickets"}),
+    ("periodic_mail", "empty", {"kind": "queue_digest", "recipient": "tech2@school.test",
+                                "due_at": at(24), "done_at": at(24.01), "message_id": None,
+                                "result": "nothing in the queue"}),
 ]
 
 # Where a column that a migration dropped went: (table, column) -> (table, key column, column).

@@ -326,3 +326,26 @@ class Alert(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class PeriodicMail(Base):
+    """One occurrence of a mail sent on a schedule (``[staff] queue_digest``'s morning
+    queue; the director's weekly digest can use it too), for one recipient: written in
+    the same transaction as the mail's outbox row, so that a restart, a second runner or
+    ``run --once`` twice sends it once. An occurrence with nothing to send is recorded
+    too (``message_id`` empty), so it is decided once."""
+
+    __tablename__ = "periodic_mail"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))  # "queue_digest"
+    recipient: Mapped[str] = mapped_column(String(320))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the occurrence, not the run
+    done_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The outbox row's Message-ID; NULL: nothing was sent (``result`` says why).
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    result: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        Index("uq_periodic_mail_occurrence", "kind", "recipient", "due_at", unique=True),
+    )

@@ -18,6 +18,7 @@ from ..db.models import Outbox
 from ..mail import composer, signing
 from ..mail.parse import Address
 from ..states import OutboxStatus
+from . import branding
 from .outbox import AUTO_GENERATED, LOOP_HEADER, envelope_sender
 from .templating import Rendered
 
@@ -42,10 +43,17 @@ def enqueue(tx: Session, config: Config, kind: str, to: Address, rendered: Rende
     head += composer.headers([("Auto-Submitted", auto_submitted),
                               ("X-Auto-Response-Suppress", "All"),
                               (LOOP_HEADER, helpdesk.address)])
+    text, html = rendered.text, rendered.html
+    logo = branding.logo(config)
+    if logo is not None and f"cid:{logo.cid}" in html:
+        # The layout shows the logo (templates rendered with branding.brand): it goes
+        # with the mail, which the sender's plain text-and-HTML body would not carry.
+        head += composer.body(rendered, (), logo)
+        text = html = None
     tx.add(Outbox(ticket_id=None, kind=kind, message_id=message_id,
                   mail_from=envelope_sender(config, message_id), recipients=[to.address],
-                  to_address=to.address, raw=head, body_text=rendered.text,
-                  body_html=rendered.html, status=OutboxStatus.QUEUED, attempts=0,
+                  to_address=to.address, raw=head, body_text=text,
+                  body_html=html, status=OutboxStatus.QUEUED, attempts=0,
                   next_attempt_at=now, created_at=now))
     log.info("message=%s action=enqueue kind=%s to=%s", message_id, kind, to.address)
     return message_id

@@ -209,6 +209,11 @@ def _staff(inbound: Inbound, on: dict) -> Route:
     parsed = commands.parse(new_text_of(inbound))
     if parsed.error:
         return Route(RouteName.COMMAND_ERROR, parsed.error, **on)
+    if parsed.commands and parsed.text \
+            and not commands.parse(new_text_of(inbound, signature=False)).text.strip():
+        # Commands and the writer's signature, nothing else (a client signs the mail a
+        # morning queue's mailto: link composes): there is no answer to relay.
+        parsed = replace(parsed, text="")
     inline = inline_answer_of(inbound)
     if inline is not None:
         # Answers between the quoted questions: relayed with them. The commands are the

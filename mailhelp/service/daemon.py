@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..app import App, flush_outbox
 from ..delivery.sender import STOP_GRACE, SenderProcess
+from ..desk import periodic
 from ..desk.lifecycle import next_due, run_due
 from ..errors import ConfigError, MailhelpError
 from .handoff import handed_size
@@ -81,7 +82,7 @@ def run_once(app: App) -> OnceSummary:
             if sender is not None:
                 sender.stop()
                 sender.join()
-    summary.jobs = run_due(app.db, app.config, app.clock)
+    summary.jobs = run_due(app.db, app.config, app.clock) + run_scheduled(app)
     stats = flush_outbox(app)
     if sender is not None:
         stats = stats + sender.stats
@@ -89,10 +90,17 @@ def run_once(app: App) -> OnceSummary:
     return summary
 
 
+def run_scheduled(app: App) -> int:
+    """The mail due on a schedule (the morning queue): how many were queued."""
+    return periodic.run_due(app.db, app.config, app.clock())
+
+
 def _until_next_job(app: App, longest: float) -> float:
-    due = next_due(app.db)
-    if due is None:
+    dues = [due for due in (next_due(app.db), periodic.next_due(app.config, app.clock()))
+            if due is not None]
+    if not dues:
         return longest
+    due = min(dues)
     return max(1.0, min(longest, (due - app.clock()).total_seconds()))
 
 
@@ -246,7 +254,7 @@ class Service:
 
     def _run_jobs(self) -> None:
         with self.turn():
-            ran = run_due(self.app.db, self.app.config, self.app.clock)
+            ran = run_due(self.app.db, self.app.config, self.app.clock) + run_scheduled(self.app)
         if ran:
             self.sender.kick()
 
