@@ -26,6 +26,7 @@ from .attachment import Attachment
 MAX_OPENED = 5  # attached messages opened per message; the others stay files
 MAX_TEXT = 20_000  # characters of an attached message's text shown to staff
 MAX_FILES = 100  # files carried out of one attached message
+MAX_CARRIED = 100  # files one staff notification carries; the others are listed
 # The first bytes of a .eml sent as a plain file, where a header block must show.
 _SNIFFED = 4096
 _MESSAGE_TYPES = ("message/rfc822", "message/global")
@@ -152,24 +153,28 @@ class StaffFiles:
 def staff_files(attachments: Iterable[Attachment], forwarded: Sequence[Forwarded],
                 per_file: int, total: int) -> StaffFiles:
     """The message's files, each attached message followed by its own files, as long as
-    each file is within ``per_file`` bytes and all together within ``total``; the rest
-    are listed. A message/* or multipart/* part goes as a plain file: its bytes exactly
-    as received (such a part may not be base64-encoded, the standard library cannot
-    write one from bytes, and re-encoding it would change it); mail clients open a
-    .eml file by its name."""
+    each file is within ``per_file`` bytes, all together within ``total`` and there are
+    at most MAX_CARRIED of them; the rest are listed. A message/* or multipart/* part
+    goes as a plain file, its bytes exactly as received (such a part may not be
+    base64-encoded, the standard library cannot write one from bytes, and re-encoding
+    it would change it); mail clients open a .eml file by its name."""
     inside = {id(f.source): f.attachments for f in forwarded}
     attached: list[Attachment] = []
     listed: list[Attachment] = []
     size = 0
     for attachment in attachments:
-        carried = attachment
-        if attachment.content_type.startswith(("message/", "multipart/")):
-            carried = Attachment(attachment.filename, "application/octet-stream",
-                                 attachment.payload, attachment.content_id)
-        for file in (carried, *inside.pop(id(attachment), ())):
-            if file.size > per_file or size + file.size > total:
+        for file in (attachment, *inside.pop(id(attachment), ())):
+            if file.size > per_file or size + file.size > total \
+                    or len(attached) >= MAX_CARRIED:
                 listed.append(file)
                 continue
             size += file.size
-            attached.append(file)
+            attached.append(_as_file(file))
     return StaffFiles(tuple(attached), tuple(listed))
+
+
+def _as_file(attachment: Attachment) -> Attachment:
+    if not attachment.content_type.startswith(("message/", "multipart/")):
+        return attachment
+    return Attachment(attachment.filename, "application/octet-stream", attachment.payload,
+                      attachment.content_id)

@@ -30,6 +30,7 @@ from ..desk.batch import Batch
 from ..desk.threads import plus_ticket, tag_pattern, thread_ids
 from ..desk.workflow import Context, Outcome, Stored
 from ..errors import MailhelpError
+from ..mail.forwarded import opened_of
 from ..mail.parse import Inbound, message_id_of, parse
 from ..mail.quoting import new_text_of
 from ..states import RawState
@@ -254,9 +255,11 @@ class Pipeline:
 
     def _read(self, raw: bytes) -> Inbound:
         """Parse a message, and work out here what else of it the workflow may read
-        that takes time (a reply's new text): not in the write transaction, which no
-        message may hold for long. A new request never needs its new text."""
+        that takes time (a reply's new text, the messages attached to it for the staff
+        notification): not in the write transaction, which no message may hold for long.
+        A new request never needs its new text."""
         inbound = parse(raw)
+        opened_of(inbound)  # nothing to do for a message with no message attached
         helpdesk = self.config.helpdesk
         if (thread_ids(inbound) or tag_pattern(helpdesk.subject_tag).search(inbound.subject)
                 or plus_ticket(inbound, helpdesk.address) is not None

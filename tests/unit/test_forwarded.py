@@ -157,6 +157,13 @@ def test_staff_files_list_what_is_over_each_limit():
     assert files.attached == (small, big, other) and files.listed == ()
 
 
+def test_one_staff_mail_carries_at_most_max_carried_files():
+    many = [Attachment(f"{n}.png", "image/png", b"p") for n in range(forwarded.MAX_CARRIED + 5)]
+    files = forwarded.staff_files(many, (), per_file=1000, total=10_000)
+    assert files.attached == tuple(many[:forwarded.MAX_CARRIED])
+    assert files.listed == tuple(many[forwarded.MAX_CARRIED:])
+
+
 def rfc822_corpus() -> list:
     rows = [r for r in corpus_rows() if "rfc822" in r["tag"].split(",")]
     return [pytest.param(r, id=r["path"]) for r in rows] or [pytest.param(None)]
@@ -214,6 +221,23 @@ def test_the_new_ticket_notification_shows_the_forward_and_carries_every_file(pi
     assert names == [("Mailbox quota exceeded.eml", "application/octet-stream"),
                      ("invoice.pdf", "application/pdf")]
     assert [a.get_content() for a in sent.iter_attachments()][1] == PDF
+
+
+def test_a_forward_of_a_forward_goes_to_staff_with_the_inner_one_as_a_file(pipeline):
+    middle = EmailMessage()
+    middle["From"] = "Bob <teacher2@school.test>"
+    middle["Subject"] = "Fwd: Mailbox quota exceeded"
+    middle.set_content("Look at this one.")
+    middle.add_attachment(original())
+    [result] = pipeline.accept([Arrival(forwarding(middle), "test")])
+    assert result.outcome.action == "new_ticket", result.error
+    with pipeline.db.sessions() as session:
+        [row] = session.scalars(select(Outbox).where(Outbox.kind == "notification")).all()
+        sent = email.message_from_bytes(mail_of(row), policy=email.policy.default)
+    assert "From: Bob <teacher2@school.test>" in sent.get_body(("plain",)).get_content()
+    files = [(a.get_filename(), a.get_content_type()) for a in sent.iter_attachments()]
+    assert files == [("Fwd_ Mailbox quota exceeded.eml", "application/octet-stream"),
+                     ("Mailbox quota exceeded.eml", "application/octet-stream")]
 
 
 def test_the_forward_text_is_escaped_in_the_html_part(pipeline):
