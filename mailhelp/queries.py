@@ -24,14 +24,15 @@ def cmd_tickets(config, args) -> int:
     )
 
     app = App.create(config)
+    zone = config.helpdesk.zone  # times as the desk's clock shows them, JSON's too
     with app.db.sessions() as session:
         if args.action == "list":
             tickets = list(session.scalars(ticket_query(args.status)))
             if args.json:
-                print(json.dumps([ticket_json(t) for t in tickets], indent=1))
+                print(json.dumps([ticket_json(t, zone=zone) for t in tickets], indent=1))
             else:
                 for ticket in tickets:
-                    print(ticket_line(ticket))
+                    print(ticket_line(ticket, zone))
             return 0
         ticket = session.scalar(ticket_query().filter_by(id=args.id))
         if ticket is None:
@@ -39,9 +40,9 @@ def cmd_tickets(config, args) -> int:
         messages = ticket_messages(session, ticket.id)
         deliveries = ticket_deliveries(session, ticket.id)
         if args.json:
-            print(json.dumps(ticket_json(ticket, messages, deliveries), indent=1))
+            print(json.dumps(ticket_json(ticket, messages, deliveries, zone), indent=1))
         else:
-            print(ticket_text(ticket, messages, deliveries))
+            print(ticket_text(ticket, messages, deliveries, zone))
     return 0
 
 
@@ -63,9 +64,10 @@ def cmd_failed(config, args) -> int:
                                         .where(RawMessage.state == RawState.FAILED)
                                         .order_by(RawMessage.id)))
             if args.json:
-                print(json.dumps([failed_json(r) for r in rows], indent=1))
+                print(json.dumps([failed_json(r, config.helpdesk.zone) for r in rows],
+                                 indent=1))
             for row in rows if not args.json else ():
-                print(failed_line(row))
+                print(failed_line(row, config.helpdesk.zone))
         return 0
     with transaction(app.db) as tx:
         query = select(RawMessage.id).where(RawMessage.state == RawState.FAILED)
@@ -132,7 +134,7 @@ def cmd_report(config, args) -> int:
     app = App.create(config)
     now = app.clock()
     with app.db.sessions() as session:
-        data = figures(session, now - since, now)
+        data = figures(session, now - since, now, config.helpdesk.zone)
     if args.format == "json":
         print(json.dumps(data, indent=1))
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -13,7 +13,9 @@ from .db.models import Survey, Ticket
 from .durations import format_duration
 
 
-def figures(session: Session, since: datetime, now: datetime) -> dict:
+def figures(session: Session, since: datetime, now: datetime,
+            zone: tzinfo | None = None) -> dict:
+    """The report's figures; ``since`` and ``until`` on the desk's clock (``zone``)."""
     tickets = list(session.scalars(select(Ticket).where(Ticket.created_at >= since)
                                    .options(selectinload(Ticket.assignee))))
     answered = [t for t in tickets if t.first_response_at]
@@ -21,8 +23,8 @@ def figures(session: Session, since: datetime, now: datetime) -> dict:
     surveys = list(session.scalars(select(Survey).where(Survey.sent_at >= since)))
     ratings = [s.rating for s in surveys if s.rating]
     return {
-        "since": since.isoformat(),
-        "until": now.isoformat(),
+        "since": (since.astimezone(zone) if zone else since).isoformat(),
+        "until": (now.astimezone(zone) if zone else now).isoformat(),
         "tickets": {
             "created": len(tickets),
             "by_status": dict(Counter(t.status for t in tickets)),

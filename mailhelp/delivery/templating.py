@@ -38,7 +38,7 @@ def environment(override_dir: str = ""):
 
     paths = [override_dir] if override_dir else []
     paths.append(str(BUNDLED))
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(paths),
         autoescape=lambda name: bool(name) and ".html" in name,
         undefined=jinja2.StrictUndefined,
@@ -46,6 +46,33 @@ def environment(override_dir: str = ""):
         auto_reload=False,
         bytecode_cache=_bytecode_cache(jinja2),
     )
+    env.filters["desk_time"] = jinja2.pass_context(desk_time)
+    return env
+
+
+def desk_time(context, value, format: str = "%a %d %b %Y %H:%M %Z") -> str:
+    """``{{ created_at | desk_time }}``: a time (a datetime, or ISO 8601 text as the
+    variables carry it) on the desk's clock, ``helpdesk.timezone`` (UTC where the mail's
+    variables name none); a naive time is taken as UTC. Not a time: shown as it is."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if not isinstance(value, datetime):
+        return str(value)
+    helpdesk = context.get("helpdesk")
+    name = helpdesk.get("timezone", "UTC") if isinstance(helpdesk, dict) else "UTC"
+    try:
+        zone = ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(zone).strftime(format)
 
 
 def reset() -> None:

@@ -91,7 +91,8 @@ def variables(config: Config, ticket: Ticket, for_staff: bool = False, **extra) 
     """What every template gets. Mail to staff names the requester as they wrote their
     name; mail to anyone else only as ``greeting_name`` allows."""
     base = {
-        "helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
+        "helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address,
+                     "timezone": config.helpdesk.timezone},  # for the desk_time filter
         "tag": subject_tag(config, ticket.id),
         "ticket": {"id": ticket.id, "status": ticket.status,
                    "subject": _line(ticket.subject) if for_staff

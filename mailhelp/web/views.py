@@ -6,7 +6,7 @@ The text forms go to a terminal: every value from mail in them is printable()
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -18,8 +18,17 @@ from ..states import OutboxStatus
 SHOWN_LINES, SHOWN_WIDTH = 40, 2000  # of each message's text in ``tickets show``
 
 
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def iso(value: datetime | None, zone: tzinfo | None = None) -> str | None:
+    """ISO 8601 with the offset: on the desk's clock given its ``zone``
+    (``2026-12-07T07:30:00-06:00``), else as stored (UTC, ``+00:00``)."""
+    if value is None:
+        return None
+    return (value.astimezone(zone) if zone is not None else value).isoformat()
+
+
+def shown(value: datetime, zone: tzinfo | None = None, format: str = "%Y-%m-%d %H:%M") -> str:
+    """A time for a person at a terminal: on the desk's clock given its ``zone``."""
+    return (value.astimezone(zone) if zone is not None else value).strftime(format)
 
 
 def ticket_query(status: str | None = None):
@@ -38,7 +47,7 @@ Deliveries = dict[int, tuple[str, str | None]]
 
 
 def ticket_json(ticket: Ticket, messages: list[Message] | None = None,
-                deliveries: Deliveries | None = None) -> dict:
+                deliveries: Deliveries | None = None, zone: tzinfo | None = None) -> dict:
     data = {
         "id": ticket.id,
         "subject": ticket.subject,
@@ -47,27 +56,29 @@ def ticket_json(ticket: Ticket, messages: list[Message] | None = None,
         "requester": ticket.requester.address,
         "assignee": ticket.assignee.address if ticket.assignee else None,
         "participants": [p.person.address for p in ticket.participants],
-        "created_at": iso(ticket.created_at),
-        "updated_at": iso(ticket.updated_at),
-        "first_response_at": iso(ticket.first_response_at),
-        "resolved_at": iso(ticket.resolved_at),
-        "closed_at": iso(ticket.closed_at),
+        "created_at": iso(ticket.created_at, zone),
+        "updated_at": iso(ticket.updated_at, zone),
+        "first_response_at": iso(ticket.first_response_at, zone),
+        "resolved_at": iso(ticket.resolved_at, zone),
+        "closed_at": iso(ticket.closed_at, zone),
         "linked_ticket": ticket.linked_ticket_id,
-        "survey": survey_json(ticket.survey),
+        "survey": survey_json(ticket.survey, zone),
     }
     if messages is not None:
-        data["messages"] = [message_json(m, (deliveries or {}).get(m.id)) for m in messages]
+        data["messages"] = [message_json(m, (deliveries or {}).get(m.id), zone)
+                            for m in messages]
     return data
 
 
-def survey_json(survey) -> dict | None:
+def survey_json(survey, zone: tzinfo | None = None) -> dict | None:
     if survey is None:
         return None
-    return {"sent_at": iso(survey.sent_at), "rating": survey.rating, "comment": survey.comment,
-            "answered_at": iso(survey.answered_at)}
+    return {"sent_at": iso(survey.sent_at, zone), "rating": survey.rating,
+            "comment": survey.comment, "answered_at": iso(survey.answered_at, zone)}
 
 
-def message_json(message: Message, delivery: tuple[str, str | None] | None = None) -> dict:
+def message_json(message: Message, delivery: tuple[str, str | None] | None = None,
+                 zone: tzinfo | None = None) -> dict:
     status, reason = delivery or (None, None)
     if status not in (OutboxStatus.SUPPRESSED, OutboxStatus.FAILED, OutboxStatus.BOUNCED):
         reason = None  # a sent mail's last_error is an earlier attempt's, no longer true
@@ -80,7 +91,7 @@ def message_json(message: Message, delivery: tuple[str, str | None] | None = Non
         "cc": list(message.cc),
         "subject": message.subject,
         "message_id": message.message_id,
-        "date": iso(message.date or message.created_at),
+        "date": iso(message.date or message.created_at, zone),
         "text": message.text,
         "thread_reason": message.thread_reason or None,
         "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size}
@@ -114,16 +125,16 @@ def delivery_text(delivery: tuple[str, str | None] | None) -> str:
     return f"  [{status}]"
 
 
-def ticket_line(ticket: Ticket) -> str:
+def ticket_line(ticket: Ticket, zone: tzinfo | None = None) -> str:
     who = printable(ticket.requester.address)
     assignee = printable(ticket.assignee.address) if ticket.assignee else "-"
     return (f"#{ticket.id:<5} {ticket.status:<8} {ticket.priority:<7} "
-            f"{ticket.updated_at:%Y-%m-%d %H:%M}  {who:<30} {assignee:<24} "
+            f"{shown(ticket.updated_at, zone)}  {who:<30} {assignee:<24} "
             f"{printable(ticket.subject)}")
 
 
 def ticket_text(ticket: Ticket, messages: list[Message],
-                deliveries: Deliveries | None = None) -> str:
+                deliveries: Deliveries | None = None, zone: tzinfo | None = None) -> str:
     lines = [
         f"Ticket #{ticket.id}: {printable(ticket.subject)}",
         f"  status {ticket.status}, priority {ticket.priority}",
@@ -133,14 +144,14 @@ def ticket_text(ticket: Ticket, messages: list[Message],
     if ticket.participants:
         lines.append("  participants " + printable(
             ", ".join(p.person.address for p in ticket.participants)))
-    lines.append(f"  created {ticket.created_at:%Y-%m-%d %H:%M %Z}, "
-                 f"updated {ticket.updated_at:%Y-%m-%d %H:%M %Z}")
+    lines.append(f"  created {shown(ticket.created_at, zone, '%Y-%m-%d %H:%M %Z')}, "
+                 f"updated {shown(ticket.updated_at, zone, '%Y-%m-%d %H:%M %Z')}")
     for message in messages:
         arrow = "<-" if message.direction == "in" else "->"
         target = message.from_address if message.direction == "in" else ", ".join(message.to)
         lines.append("")
         lines.append(f"  [{message.id}] {arrow} {message.kind} {printable(target)} "
-                     f"{(message.date or message.created_at):%Y-%m-%d %H:%M}"
+                     f"{shown(message.date or message.created_at, zone)}"
                      f"{delivery_text((deliveries or {}).get(message.id))}")
         lines.append(f"      Subject: {printable(message.subject or '')}")
         for text_line in (message.text or "").strip().splitlines()[:SHOWN_LINES]:
@@ -153,11 +164,11 @@ def ticket_text(ticket: Ticket, messages: list[Message],
     return "\n".join(lines)
 
 
-def failed_line(row: RawMessage) -> str:
-    return (f"{row.id:<6} {row.received_at:%Y-%m-%d %H:%M}  {printable(row.message_id)}  "
+def failed_line(row: RawMessage, zone: tzinfo | None = None) -> str:
+    return (f"{row.id:<6} {shown(row.received_at, zone)}  {printable(row.message_id)}  "
             f"{printable(row.error or '')}")
 
 
-def failed_json(row: RawMessage) -> dict:
+def failed_json(row: RawMessage, zone: tzinfo | None = None) -> dict:
     return {"id": row.id, "source": row.source, "uid": row.uid, "message_id": row.message_id,
-            "size": row.size, "received_at": iso(row.received_at), "error": row.error}
+            "size": row.size, "received_at": iso(row.received_at, zone), "error": row.error}
