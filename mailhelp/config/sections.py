@@ -201,6 +201,9 @@ class StaffConfig:
     # When each technician gets the morning queue by mail ("Mon-Fri 07:00", desk time);
     # unset: never.
     queue_digest: WeeklyAt | None = None
+    # Who hears of a ticket still new, with no staff answer, after [lifecycle]
+    # escalate_after; empty: every staff address.
+    leads: tuple[str, ...] = ()
 
     def is_staff(self, address: str) -> bool:
         address = address.strip().lower()
@@ -234,6 +237,10 @@ class LifecycleConfig:
     auto_close_after: timedelta = timedelta(days=3)
     pending_reminder_after: timedelta = timedelta(days=3)
     pending_resolve_after: timedelta = timedelta(days=7)
+    # A ticket still new after this long (business time, [calendar]) with no staff answer,
+    # nobody assigned, is brought to [staff] leads, once. "0s": never (the new-ticket
+    # notification already reaches every staff address at once).
+    escalate_after: timedelta = timedelta(hours=4)
 
 
 @dataclass(frozen=True)

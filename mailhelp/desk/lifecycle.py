@@ -1,4 +1,4 @@
-"""Timed work: reminders, auto-resolve, auto-close and surveys, run when due.
+"""Timed work: reminders, auto-resolve, auto-close, surveys and escalations, run when due.
 
 The daemon runs ``run_due`` after every pass over the mailbox and whenever a job
 falls due; ``mailhelp run --once --now T`` runs everything due at T. Each job is
@@ -20,6 +20,7 @@ from ..db.models import Job, Survey, Ticket
 from ..db.session import Database, transaction
 from ..states import DONE, TicketStatus
 from . import notices, surveys
+from .escalation import escalate
 from .schedule import AUTO
 from .tickets import event, set_status
 
@@ -104,4 +105,5 @@ HANDLERS: dict[str, Callable[[Session, Config, Ticket, datetime], str]] = {
     "auto_resolve": _auto_resolve,
     "auto_close": _auto_close,
     "survey": _survey,
+    "escalate": escalate,
 }

@@ -1,7 +1,11 @@
 """Which timed work a ticket needs in its current status, kept as rows of ``jobs``.
 
-Called on every status change: the jobs that no longer apply are cancelled, the
-ones that now apply are created with their due time. lifecycle.py runs them.
+Called when a ticket is made (``start``), on every status change and on an assignment
+(``reschedule``): the jobs that no longer apply are cancelled, the ones that now apply
+are created with their due time. lifecycle.py runs them.
+
+Delays are business time: a job is due when the delay has passed in the desk's open
+hours (``[calendar]``, mailhelp/worktime.py); with no calendar, in plain elapsed time.
 """
 
 from __future__ import annotations
@@ -15,15 +19,20 @@ from sqlalchemy.orm import Session
 from ..config import Config
 from ..db.models import Job, Survey, Ticket
 from ..states import TicketStatus
+from ..worktime import due
 from .batch import Batch
 
 AUTO = "system:auto-resolve"
 
 
 def wanted(config: Config, ticket: Ticket, has_survey: bool) -> dict[str, timedelta]:
-    """Job kind -> delay from now, for a ticket in its current status."""
+    """Job kind -> delay from now (business time), for a ticket in its current status."""
     lifecycle, survey = config.lifecycle, config.survey
     jobs: dict[str, timedelta] = {}
+    # A new ticket nobody has taken is brought to the leads if it stays so ("0s": never).
+    if ticket.status == TicketStatus.NEW and ticket.assignee_id is None \
+            and lifecycle.escalate_after > timedelta(0):
+        jobs["escalate"] = lifecycle.escalate_after
     if ticket.status == TicketStatus.PENDING:
         jobs["reminder"] = lifecycle.pending_reminder_after
         jobs["auto_resolve"] = lifecycle.pending_resolve_after
@@ -52,18 +61,31 @@ def reschedule(tx: Session, config: Config, ticket: Ticket, now: datetime) -> No
         open_jobs = list(tx.scalars(_open_jobs([ticket.id])))
     for job in open_jobs:
         # A survey already on its way stays when a resolved ticket is closed: it is due
-        # "after resolved or closed, whichever comes first".
-        if job.kind == "survey" and "survey" in want:
-            want.pop("survey")
+        # "after resolved or closed, whichever comes first"; an escalation counts from
+        # the ticket's arrival, whatever else happens to it meanwhile.
+        if job.kind in ("survey", "escalate") and job.kind in want:
+            want.pop(job.kind)
             continue
         job.cancelled_at = now
     for kind, delay in want.items():
-        job = Job(kind=kind, ticket_id=ticket.id, due_at=now + delay, created_at=now)
+        job = Job(kind=kind, ticket_id=ticket.id, due_at=due(config, now, delay), created_at=now)
         tx.add(job)
         open_jobs.append(job)
     # Kept for the ticket's next change in tx: only this module makes jobs (those done
     # meanwhile, by lifecycle.py, are left out above).
     known[ticket.id] = [job for job in open_jobs if job.cancelled_at is None]
+
+
+def start(tx: Session, config: Config, ticket: Ticket, now: datetime) -> None:
+    """The timed work of a ticket made in ``tx`` (its escalation): it has no jobs and
+    no survey yet, so nothing is asked of the database."""
+    known = Batch.of(tx).open_jobs.setdefault(ticket.id, [])
+    for kind, delay in wanted(config, ticket, has_survey=False).items():
+        # With the ticket itself: the unit of work writes the ticket first.
+        job = Job(kind=kind, ticket_id=ticket.id, ticket=ticket, due_at=due(config, now, delay),
+                  created_at=now)
+        tx.add(job)
+        known.append(job)
 
 
 def look_ahead(tx: Session, ticket_ids: Collection[int]) -> None:

@@ -11,7 +11,7 @@ from ...db.models import Ticket
 from ...mail.parse import Address
 from ...mail.quoting import new_text_of
 from ...states import TicketStatus
-from .. import notices, staffmail
+from .. import notices, schedule, staffmail
 from ..route import Route
 from ..tickets import add_participant, event, person, set_status
 from .common import Incoming, Outcome, oversized, record
@@ -126,6 +126,7 @@ def _command_env(mail: Incoming, ticket: Ticket) -> commands.Env:
     def assign(address: str) -> None:
         ticket.assignee_id = person(tx, Address("", address), now).id
         event(tx, ticket, now, actor, "assigned", address)
+        schedule.reschedule(tx, config, ticket, now)  # taken: no escalation
 
     return commands.Env(
         tx=tx, ticket=ticket, actor=actor, now=now, is_staff=config.staff.is_staff,
