@@ -81,7 +81,8 @@ def assignment(tx: Session, config: Config, ticket: Ticket, address: str, actor:
     the conversation so far with their files, and how to answer."""
     messages = _history(tx, ticket)
     history = [{"from": m.from_name or m.from_address, "from_address": m.from_address,
-                "date": m.created_at.strftime("%Y-%m-%d %H:%M"), "kind": m.kind,
+                "date": m.created_at.astimezone(config.helpdesk.zone).strftime(
+                    "%Y-%m-%d %H:%M"), "kind": m.kind,
                 "text": m.text or ""} for m in messages]
     files = _kept_files(store, messages, config.limits.max_message_size)
     enqueue(tx, config, ticket, _staff_draft(
