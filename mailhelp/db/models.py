@@ -349,5 +349,6 @@ class PeriodicMail(Base):
     result: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (
-        Index("uq_periodic_mail_occurrence", "kind", "recipient", "due_at", unique=True),
+        # (kind, due_at) first: the daemon asks which recipients had an occurrence.
+        Index("uq_periodic_mail_occurrence", "kind", "due_at", "recipient", unique=True),
     )

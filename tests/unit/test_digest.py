@@ -292,3 +292,40 @@ def test_a_mail_composed_from_an_action_takes_the_ticket_and_tells_the_teacher_n
         assert session.get(Ticket, 2).status == "new"
     # The signature is no answer: nothing goes to the teacher.
     assert len(desk.rows(Outbox, Outbox.kind == "relay")) == relays_before
+
+
+def test_the_daemon_wakes_for_the_next_queue(tmp_path, database_url):
+    from mailhelp.app import App
+    from mailhelp.service.daemon import _until_next_job
+
+    friday_8 = MONDAY_7 - timedelta(days=2, hours=23)  # Friday 08:00 in Chicago
+    db = Database(database_url)
+    upgrade(db)  # no ticket, so no job: only the queue to wait for
+    queue = desk_config(tmp_path, database_url, '[helpdesk]\ntimezone = "America/Chicago"\n'
+                        '[staff]\nqueue_digest = "Mon-Fri 07:00"\n')
+    assert _until_next_job(App(queue, db, lambda: friday_8), 10 ** 7) \
+        == (MONDAY_7 - friday_8).total_seconds()
+    assert _until_next_job(App(desk_config(tmp_path, database_url), db, lambda: friday_8),
+                           10 ** 7) == 10 ** 7
+    db.dispose()
+
+
+def test_the_logo_goes_with_the_queue_mail(tmp_path, database_url):
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    config = desk_config(tmp_path, database_url,
+                         f'[helpdesk]\nlogo = "{logo}"\n[staff]\nqueue_digest = "daily 07:00"\n')
+    db = Database(database_url)
+    upgrade(db)
+    Pipeline(config, db, lambda: MONDAY_7).accept([Arrival(
+        b"From: Jane <teacher1@school.test>\nTo: help@school.test\nSubject: Wifi\n"
+        b"Message-ID: <r1@x>\n\nNo wifi.\n", "t")])
+    assert periodic.run_due(db, config, MONDAY_7) == 1
+    with db.sessions() as session:
+        [row] = session.scalars(select(Outbox).where(Outbox.kind == "queue"))
+        sent = email.message_from_bytes(mail_of(row), policy=email.policy.default)
+    db.dispose()
+    html = sent.get_body(("html",))
+    assert 'src="cid:logo@mailhelp"' in html.get_content()
+    [image] = [part for part in sent.walk() if part.get_content_type() == "image/png"]
+    assert image["Content-ID"] == "<logo@mailhelp>"

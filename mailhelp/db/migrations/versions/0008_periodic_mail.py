@@ -35,7 +35,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_periodic_mail")),
     )
     with op.batch_alter_table("periodic_mail") as batch:
-        batch.create_index("uq_periodic_mail_occurrence", ["kind", "recipient", "due_at"],
+        batch.create_index("uq_periodic_mail_occurrence", ["kind", "due_at", "recipient"],
                            unique=True)
 
 
