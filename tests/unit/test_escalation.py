@@ -47,14 +47,28 @@ class Desk:
             rows = list(session.scalars(select(Outbox).order_by(Outbox.id)))
             return [row for row in rows if b"No answer yet" in mail_of(row)]
 
-    def jobs(self) -> list[tuple[str, bool, bool]]:
+    def jobs(self) -> list[tuple[str, bool, bool]]:  # escalate jobs: (kind, done, cancelled)
         with self.db.sessions() as session:
             return [(j.kind, j.done_at is not None, j.cancelled_at is not None)
                     for j in session.scalars(select(Job).where(Job.kind == "escalate"))]
 
 
-def test_every_staff_address_is_told_once_when_no_leads_are_named(tmp_path, database_url):
-    desk = Desk(tmp_path, database_url)
+@pytest.fixture
+def make(tmp_path, database_url):
+    """make(extra) -> a Desk with Jane's request on it; its engine is disposed after."""
+    made: list[Desk] = []
+
+    def make_desk(extra: str = "") -> Desk:
+        made.append(Desk(tmp_path, database_url, extra))
+        return made[-1]
+
+    yield make_desk
+    for desk in made:
+        desk.db.dispose()
+
+
+def test_every_staff_address_is_told_once_when_no_leads_are_named(make):
+    desk = make()
     assert desk.run(timedelta(hours=3, minutes=59)) == 0
     assert desk.escalations() == []
     assert desk.run(timedelta(hours=4)) == 1
@@ -67,39 +81,39 @@ def test_every_staff_address_is_told_once_when_no_leads_are_named(tmp_path, data
 
 
 @pytest.mark.parametrize("command", ["#take", "#assign tech2@school.test"])
-def test_an_assignment_cancels_it(tmp_path, database_url, command):
-    desk = Desk(tmp_path, database_url)
+def test_an_assignment_cancels_it(make, command):
+    desk = make()
     desk.staff(command)
     assert desk.jobs() == [("escalate", False, True)]
     desk.run(timedelta(days=1))
     assert desk.escalations() == []
 
 
-def test_a_staff_answer_or_a_status_change_cancels_it(tmp_path, database_url):
-    desk = Desk(tmp_path, database_url)
+def test_a_staff_answer_or_a_status_change_cancels_it(make):
+    desk = make()
     desk.staff("#open")
     assert desk.jobs() == [("escalate", False, True)]
     desk.run(timedelta(days=1))
     assert desk.escalations() == []
 
 
-def test_a_note_is_no_answer(tmp_path, database_url):
-    desk = Desk(tmp_path, database_url, '[staff]\nleads = ["lead@school.test"]\n')
+def test_a_note_is_no_answer(make):
+    desk = make('[staff]\nleads = ["lead@school.test"]\n')
     desk.staff("#note\nLooking into it.")
     desk.run(timedelta(hours=4))
     assert [r.recipients for r in desk.escalations()] == [["lead@school.test"]]
 
 
-def test_0s_turns_it_off(tmp_path, database_url):
-    desk = Desk(tmp_path, database_url, '[lifecycle]\nescalate_after = "0s"\n')
+def test_0s_turns_it_off(make):
+    desk = make('[lifecycle]\nescalate_after = "0s"\n')
     assert desk.jobs() == []
     desk.run(timedelta(days=30))
     assert desk.escalations() == []
 
 
-def test_due_in_open_hours(tmp_path, database_url):
+def test_due_in_open_hours(make):
     # 14:00 UTC is 08:00 in Chicago: four open hours later is noon there.
-    desk = Desk(tmp_path, database_url, '[helpdesk]\ntimezone = "America/Chicago"\n'
+    desk = make('[helpdesk]\ntimezone = "America/Chicago"\n'
                 '[calendar]\nhours = "Mon-Fri 07:30-16:00"\n')
     with desk.db.sessions() as session:
         [job] = session.scalars(select(Job))
