@@ -280,3 +280,30 @@ def test_tuesday_queue_missed_at_seven_goes_out_when_the_desk_is_back_that_day(d
     assert "UNASSIGNED (0)" in text
     # tech1 has nothing left (both theirs resolved, none unassigned): no mail for them.
     assert len(desk.queue_mails(TECH1)) == 1 and len(desk.queue_rows()) == 3
+
+
+def test_two_runners_at_once_queue_each_mail_once(desk, tmp_path):
+    """Two `run --once` at the same instant race for Wednesday's queue: one row each.
+    Their relay is away (a closed port), so that what is compared is what they queued;
+    the next run sends it. (Two senders flushing one outbox at the same moment may
+    both send a row: the outbox's matter, not the queue's.)"""
+    import subprocess
+    import sys
+
+    from mailhelp.localmail import free_port
+
+    away = write_config(tmp_path, desk.database_url, desk.mail, smtp_port=free_port(),
+                        extra=EXTRA)
+    wednesday_7 = MONDAY_7 + timedelta(days=2)
+    runners = [subprocess.Popen(
+        [sys.executable, "-m", "mailhelp", "--config", str(away), "run", "--once",
+         "--now", wednesday_7.isoformat()], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    for runner in runners:
+        output, _ = runner.communicate(timeout=60)
+        assert runner.returncode == 0, output.decode()
+    queued = [row for row in outbox(desk.database_url, TECH2) if row["kind"] == "queue"]
+    assert [row["status"] for row in queued] == [OutboxStatus.SENT] * 2 + [OutboxStatus.QUEUED]
+    desk.run(wednesday_7 + timedelta(minutes=5))
+    assert len(desk.queue_rows(TECH2)) == 3  # Monday's, Tuesday's and Wednesday's
+    assert "Wednesday 9 December" in desk.queue_mails(TECH2)[-1]["Subject"]
