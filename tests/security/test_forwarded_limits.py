@@ -23,6 +23,7 @@ from mailhelp.db.models import Outbox
 from mailhelp.mail import forwarded
 from mailhelp.mail.parse import parse
 from tests.helpers import mail_of
+from tests.security.desk import SERVER_FAIL, SERVER_PASS, TRUSTED, mail
 
 # Seconds: each case takes well under a second here; the margin is for a loaded machine.
 LIMIT = 3.0
@@ -116,3 +117,22 @@ def test_a_deep_forward_opens_one_level_and_carries_the_next_as_a_file():
     assert message.subject == "level 1" and message.text == "see attached"
     [inside] = message.attachments
     assert (inside.filename, inside.content_type) == ("level 2.eml", "message/rfc822")
+
+
+def test_a_held_requests_files_are_not_sent_to_staff(make_desk):
+    """A request in a district address that the receiving server did not vouch for is
+    held: its files (a forger's) are kept on the ticket and named, never mailed to staff
+    from the desk's own address; a verified one's are."""
+    desk = make_desk(TRUSTED)
+    for headers, message_id in ((SERVER_FAIL, "<forged@x.test>"), (SERVER_PASS, "<ok@x.test>")):
+        raw = email.message_from_bytes(mail(headers=headers, message_id=message_id),
+                                       policy=email.policy.default)
+        raw.add_attachment(b"MZ\x90\x00 payload", maintype="application",
+                           subtype="octet-stream", filename="invoice.exe")
+        desk.send(raw.as_bytes())
+    notes = {row.ticket_id: email.message_from_bytes(mail_of(row), policy=email.policy.default)
+             for row in desk.rows(Outbox, Outbox.kind == "notification")}
+    held, verified = notes[1], notes[2]
+    assert list(held.iter_attachments()) == []
+    assert "not attached here" in held.get_body(("plain",)).get_content()
+    assert [a.get_filename() for a in verified.iter_attachments()] == ["invoice.exe"]

@@ -76,10 +76,12 @@ def new_ticket(mail: Incoming, linked: Ticket | None = None, held: str | None = 
         log.warning("ticket=%s message=%s action=held sender=%s reason=%s", ticket.id,
                     inbound.message_id, requester.address, held)
     # The teacher's files go to staff with the notification (within [limits]), as
-    # they do with a reply's: staff should not have to ask for the screenshot.
+    # they do with a reply's: staff should not have to ask for the screenshot. Not a
+    # held request's: a forger's files would reach staff from the desk's own address.
     notices.staff_notification(tx, config, ticket, inbound, inbound.text, "new",
                                config.staff.addresses, now,
-                               attachments=[a for a in inbound.attachments if a not in dropped],
+                               attachments=[a for a in inbound.attachments
+                                            if a not in dropped] if held is None else (),
                                dropped=dropped)
     log.info("ticket=%s message=%s action=new_ticket requester=%s%s", ticket.id,
              inbound.message_id, requester.address, f" linked={linked.id}" if linked else "")
