@@ -169,11 +169,14 @@ def staff_files(attachments: Iterable[Attachment], forwarded: Sequence[Forwarded
                 listed.append(file)
                 continue
             size += file.size
-            attached.append(_as_file(file))
+            attached.append(as_file(file))
     return StaffFiles(tuple(attached), tuple(listed))
 
 
-def _as_file(attachment: Attachment) -> Attachment:
+def as_file(attachment: Attachment) -> Attachment:
+    """``attachment`` as outgoing mail can carry it: a message/* or multipart/* part as
+    application/octet-stream with the same bytes (the composer cannot write those from
+    bytes: message/delivery-status raised; a base64 message/rfc822 is not allowed)."""
     if not attachment.content_type.startswith(("message/", "multipart/")):
         return attachment
     return Attachment(attachment.filename, "application/octet-stream", attachment.payload,
