@@ -219,6 +219,7 @@ def _templates(config: Config) -> str:
         "web_ratings": [{"rating": 5, "label": "Excellent", "url": "https://example.org/s/x"}],
         "rating": 5, "label": "Excellent", "comment": "Quick fix, thanks!",
         "requester": {"name": "Jane Teacher", "address": "teacher@example.org"},
+        "recipient": {"name": "Jane", "address": "teacher@example.org"},
         "participants": ["colleague@example.org"],
         "message": {"subject": "Projector in room 12", "text": "It does not turn on.",
                     "from": "teacher@example.org", "from_name": "Jane Teacher",

@@ -221,6 +221,9 @@ class SurveyConfig:
     min_interval: timedelta = timedelta(days=14)
     # Tickets resolved by the pending timeout get no survey unless this is true.
     after_auto_resolve: bool = False
+    # Whether a rating gets a thank-you mail (with delay "0s" the survey is part of the
+    # resolved notice, and a teacher may want no more mail after answering it).
+    thank_you: bool = True
     # With a base URL (e.g. https://help.school.test/survey), the mail also carries
     # one-click links served by `mailhelp serve`; their signatures use this secret.
     base_url: str = ""

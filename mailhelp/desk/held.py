@@ -15,7 +15,8 @@ from ..db.models import Ticket, TicketEvent
 from ..delivery.outbox import AUTO_GENERATED, Draft, enqueue
 from ..mail.parse import Address
 from .batch import Batch
-from .notices import conversation, variables
+from .notices import variables
+from .staffthread import staff_threads
 from .tickets import event
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def note_for_staff(tx: Session, config: Config, ticket: Ticket, kind: str, reaso
     event(tx, ticket, now, "system", ACTION, f"{kind}: {reason}")
     if not first:
         return
-    in_reply_to, references = conversation(tx, ticket, kinds=("request", "reply"))
+    threads = staff_threads(tx, ticket, config.staff.addresses)
     for address in config.staff.addresses:
         enqueue(tx, config, ticket, Draft(
             kind="notification",
@@ -40,8 +41,8 @@ def note_for_staff(tx: Session, config: Config, ticket: Ticket, kind: str, reaso
             to=(Address("", address),),
             variables=variables(config, ticket, for_staff=True, held_kind=kind,
                                 reason=reason),
-            in_reply_to=in_reply_to,
-            references=references,
+            in_reply_to=threads[address][0],
+            references=threads[address][1],
             auto_submitted=AUTO_GENERATED,
             reply_to=config.helpdesk.address,
         ), now)

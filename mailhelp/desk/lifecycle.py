@@ -16,10 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..config import Config
-from ..db.models import Job, Survey, Ticket
+from ..db.models import Job, Ticket
 from ..db.session import Database, transaction
-from ..states import DONE, TicketStatus
-from . import notices, surveys
+from ..states import TicketStatus
+from . import notices, survey_due
 from .escalation import escalate
 from .schedule import AUTO
 from .tickets import event, set_status
@@ -69,7 +69,7 @@ def _auto_resolve(tx: Session, config: Config, ticket: Ticket, now: datetime) ->
     if ticket.status != TicketStatus.PENDING:
         return f"skipped: ticket is {ticket.status}"
     set_status(tx, config, ticket, TicketStatus.RESOLVED, AUTO, now)
-    notices.status_notice(tx, config, ticket, "resolved", now, automatic=True)
+    notices.resolved(tx, config, ticket, now, automatic=True)
     return "resolved"
 
 
@@ -81,22 +81,11 @@ def _auto_close(tx: Session, config: Config, ticket: Ticket, now: datetime) -> s
 
 
 def _survey(tx: Session, config: Config, ticket: Ticket, now: datetime) -> str:
-    if ticket.status not in DONE:
-        return f"skipped: ticket is {ticket.status}"
-    if not config.survey.enabled:
-        return "skipped: surveys are disabled"
-    if tx.scalar(select(Survey.id).where(Survey.ticket_id == ticket.id)) is not None:
-        return "skipped: already surveyed"
-    recent = tx.scalar(select(Survey.ticket_id).join(Ticket, Ticket.id == Survey.ticket_id)
-                       .where(Ticket.requester_id == ticket.requester_id,
-                              Survey.sent_at > now - config.survey.min_interval).limit(1))
-    if recent is not None:
-        return f"skipped: requester was surveyed on #{recent} lately"
-    survey = Survey(token=surveys.new_token(), sent_at=now)
-    ticket.survey = survey  # the ticket's loaded state stays true (schedule.reschedule)
-    tx.flush()
-    notices.survey(tx, config, ticket, survey, now)
-    event(tx, ticket, now, SYSTEM, "survey_sent", "")
+    # "already surveyed" too when the resolved notice carried it ([survey] delay "0s").
+    why = survey_due.refusal(tx, config, ticket, now)
+    if why:
+        return f"skipped: {why}"
+    notices.survey(tx, config, ticket, survey_due.start(tx, ticket, now), now)
     return "sent"
 
 

@@ -27,7 +27,8 @@ from ..delivery.outbox import (
 from ..durations import format_duration
 from ..mail.forwarded import opened_of, shown, staff_files
 from ..mail.parse import Address, Attachment, Inbound
-from . import surveys
+from . import survey_due, surveys
+from .staffthread import staff_threads
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,12 @@ def addressed(person) -> Address:
     return Address(greeting_name(person.name), person.address)
 
 
+def greeted(person: Address) -> dict:
+    """``recipient`` in a template: whom this one mail is addressed to, to greet them by
+    the name ``addressed`` allows (never the requester's name to a colleague)."""
+    return {"name": person.name, "address": person.address}
+
+
 def conversation(tx: Session, ticket: Ticket, kinds: Sequence[str] = PUBLIC_KINDS
                  ) -> tuple[str, tuple[str, ...]]:
     """(In-Reply-To, References) that put a new mail at the end of a conversation.
@@ -106,6 +113,9 @@ def variables(config: Config, ticket: Ticket, for_staff: bool = False, **extra) 
                       "address": ticket.requester.address},
         "participants": [p.person.address for p in ticket.participants],
     }
+    if not for_staff:
+        # Whom the mail greets: its addressee (``greeted``), the requester unless given.
+        base["recipient"] = greeted(addressed(ticket.requester))
     base.update(extra)
     return base
 
@@ -139,10 +149,11 @@ def ack(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, now: date
         log.warning("ticket=%s message=%s action=no_ack reason=undeliverable sender=%r",
                     ticket.id, inbound.message_id, inbound.sender.address)
         return
+    requester = addressed(ticket.requester)
     enqueue(tx, config, ticket, Draft(
         kind="ack",
-        to=(addressed(ticket.requester),),
-        variables=variables(config, ticket,
+        to=(requester,),
+        variables=variables(config, ticket, recipient=greeted(requester),
                             message=message_variables(inbound, inbound.text, dropped)),
         in_reply_to=inbound.message_id,
         references=inbound.references,
@@ -153,9 +164,11 @@ def ack(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, now: date
 def released_ack(tx: Session, config: Config, ticket: Ticket, now: datetime) -> None:
     """The acknowledgement a held request did not get, once staff released it."""
     in_reply_to, references = conversation(tx, ticket)
+    requester = addressed(ticket.requester)
     enqueue(tx, config, ticket, Draft(
-        kind="ack", to=(addressed(ticket.requester),),
-        variables=variables(config, ticket, message={"dropped": [], "attachments": []}),
+        kind="ack", to=(requester,),
+        variables=variables(config, ticket, recipient=greeted(requester),
+                            message={"dropped": [], "attachments": []}),
         in_reply_to=in_reply_to, references=references, auto_submitted=AUTO_REPLIED,
     ), now)
 
@@ -175,6 +188,8 @@ def staff_notification(tx: Session, config: Config, ticket: Ticket, inbound: Inb
     message = message_variables(inbound, text, dropped,
                                 [shown(f, config.helpdesk.zone) for f in forwarded],
                                 files.listed)
+    threads = staff_threads(tx, ticket, recipients,
+                            new_ticket_request=inbound.message_id if event == "new" else "")
     for address in recipients:
         if address == inbound.sender.address:
             continue
@@ -183,8 +198,8 @@ def staff_notification(tx: Session, config: Config, ticket: Ticket, inbound: Inb
             to=(Address("", address),),
             variables=variables(config, ticket, for_staff=True, event=event,
                                 message=message),
-            in_reply_to=inbound.message_id,
-            references=(*inbound.references[-10:], inbound.message_id),
+            in_reply_to=threads[address][0],
+            references=threads[address][1],
             auto_submitted=AUTO_GENERATED,
             from_name=f"{sender} via {config.helpdesk.name}",
             reply_to=config.helpdesk.address,
@@ -214,27 +229,63 @@ def relay(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, text: s
 
 def status_notice(tx: Session, config: Config, ticket: Ticket, template: str,
                   now: datetime, kind: str = "status", automatic: bool = False) -> None:
-    """A short templated notice to the requester and participants (e.g. ``resolved``)."""
-    in_reply_to, references = conversation(tx, ticket)
-    recipients = public_recipients(ticket)
-    enqueue(tx, config, ticket, Draft(
-        kind=kind,
-        template=template,
-        to=recipients[:1],
-        cc=recipients[1:],
-        variables=variables(config, ticket, automatic=automatic,
-                            pending_resolve_after=format_duration(
-                                config.lifecycle.pending_resolve_after
-                                - config.lifecycle.pending_reminder_after)),
-        in_reply_to=in_reply_to,
-        references=references,
-        auto_submitted=AUTO_GENERATED,
-    ), now)
+    """A short templated notice (e.g. ``reminder``) to the requester and participants:
+    one mail each, each greeted by their own name."""
+    _to_each(tx, config, ticket, template, kind, public_recipients(ticket),
+             conversation(tx, ticket), now, automatic=automatic)
+
+
+def resolved(tx: Session, config: Config, ticket: Ticket, now: datetime,
+             automatic: bool = False) -> None:
+    """The resolved notice, one mail to each of the requester and participants. With
+    ``[survey] delay = "0s"`` the requester's carries the survey (survey_due decides
+    whether the ticket gets one): one mail where there were two."""
+    thread = conversation(tx, ticket)
+    people = public_recipients(ticket)
+    requester = addressed(ticket.requester)
+    record = None
+    if people and people[0].address == requester.address:
+        record = survey_due.in_resolved_notice(tx, config, ticket, now, automatic)
+    if record is not None:
+        # No Reply-To with the survey's token here: a plain reply that rates nothing
+        # ("still broken") must reopen the ticket; the rating links carry the token.
+        _survey_mail(tx, config, ticket, record, "resolved", requester, thread, now,
+                     reply_to="", automatic=automatic)
+        people = people[1:]
+    _to_each(tx, config, ticket, "resolved", "status", people, thread, now,
+             automatic=automatic)
+
+
+def _to_each(tx: Session, config: Config, ticket: Ticket, template: str, kind: str,
+             people: Sequence[Address], thread: tuple[str, tuple[str, ...]], now: datetime,
+             **extra) -> None:
+    in_reply_to, references = thread
+    for person in people:
+        enqueue(tx, config, ticket, Draft(
+            kind=kind,
+            template=template,
+            to=(person,),
+            variables=variables(config, ticket, recipient=greeted(person),
+                                pending_resolve_after=format_duration(
+                                    config.lifecycle.pending_resolve_after
+                                    - config.lifecycle.pending_reminder_after), **extra),
+            in_reply_to=in_reply_to,
+            references=references,
+            auto_submitted=AUTO_GENERATED,
+        ), now)
 
 
 def survey(tx: Session, config: Config, ticket: Ticket, record: Survey, now: datetime) -> None:
     """The satisfaction survey: one-click ratings by mail (and, if set up, by web)."""
-    in_reply_to, references = conversation(tx, ticket)
+    _survey_mail(tx, config, ticket, record, "survey", addressed(ticket.requester),
+                 conversation(tx, ticket), now,
+                 reply_to=surveys.reply_address(config.helpdesk.address, record.token))
+
+
+def _survey_mail(tx: Session, config: Config, ticket: Ticket, record: Survey, template: str,
+                 requester: Address, thread: tuple[str, tuple[str, ...]], now: datetime,
+                 reply_to: str, **extra) -> None:
+    """A mail of kind ``survey`` (a reply to it that rates is an answer: facts.py)."""
     tag = subject_tag(config, ticket.id)
     web = []
     secret = config.survey.secret.reveal() if config.survey.base_url else ""
@@ -243,25 +294,28 @@ def survey(tx: Session, config: Config, ticket: Ticket, record: Survey, now: dat
                                 now + config.survey.link_lifetime)
     enqueue(tx, config, ticket, Draft(
         kind="survey",
-        to=(addressed(ticket.requester),),
-        variables=variables(config, ticket, token=record.token,
+        template=template,
+        to=(requester,),
+        variables=variables(config, ticket, recipient=greeted(requester), token=record.token,
                             ratings=surveys.mailto_links(config.helpdesk.address, tag,
                                                          record.token),
-                            web_ratings=web),
-        in_reply_to=in_reply_to,
-        references=references,
+                            web_ratings=web, **extra),
+        in_reply_to=thread[0],
+        references=thread[1],
         auto_submitted=AUTO_GENERATED,
-        reply_to=surveys.reply_address(config.helpdesk.address, record.token),
+        reply_to=reply_to,
     ), now)
 
 
 def survey_thanks(tx: Session, config: Config, ticket: Ticket, inbound: Inbound | None,
                   record: Survey, now: datetime) -> None:
+    requester = addressed(ticket.requester)
     enqueue(tx, config, ticket, Draft(
         kind="status",
         template="survey_thanks",
-        to=(addressed(ticket.requester),),
-        variables=variables(config, ticket, rating=record.rating, comment=record.comment,
+        to=(requester,),
+        variables=variables(config, ticket, recipient=greeted(requester),
+                            rating=record.rating, comment=record.comment,
                             label=surveys.RATINGS.get(record.rating or 0, "")),
         in_reply_to=inbound.message_id if inbound else "",
         references=(*inbound.references[-10:], inbound.message_id) if inbound else (),
@@ -272,6 +326,7 @@ def survey_thanks(tx: Session, config: Config, ticket: Ticket, inbound: Inbound 
 def staff_alert(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, reason: str,
                 now: datetime) -> None:
     """Tell every staff address that mail in a staff member's name was not acted on."""
+    threads = staff_threads(tx, ticket, config.staff.addresses)
     for address in config.staff.addresses:
         enqueue(tx, config, ticket, Draft(
             kind="notification",
@@ -279,7 +334,8 @@ def staff_alert(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, r
             to=(Address("", address),),
             variables=variables(config, ticket, for_staff=True, reason=reason,
                                 message=message_variables(inbound, inbound.text)),
-            in_reply_to=inbound.message_id,
+            in_reply_to=threads[address][0],
+            references=threads[address][1],
             auto_submitted=AUTO_GENERATED,
             reply_to=config.helpdesk.address,
         ), now)
@@ -287,6 +343,8 @@ def staff_alert(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, r
 
 def command_error(tx: Session, config: Config, ticket: Ticket, inbound: Inbound, error: str,
                   usage: list[str], now: datetime) -> None:
+    """An answer to the staff member's mail, in their thread of the ticket's staff mail."""
+    _, chain = staff_threads(tx, ticket, (inbound.sender.address,))[inbound.sender.address]
     enqueue(tx, config, ticket, Draft(
         kind="notification",
         template="command_error",
@@ -294,7 +352,7 @@ def command_error(tx: Session, config: Config, ticket: Ticket, inbound: Inbound,
         variables=variables(config, ticket, for_staff=True, error=error, commands=usage,
                             message=message_variables(inbound, inbound.text)),
         in_reply_to=inbound.message_id,
-        references=(*inbound.references[-10:], inbound.message_id),
+        references=chain[:1] + (*chain[1:], inbound.message_id)[-19:],
         auto_submitted=AUTO_REPLIED,
     ), now)
 

@@ -41,6 +41,9 @@ class RouteName(StrEnum):
     SURVEY_ANSWER = "survey_answer"  # a rating or a comment for a ticket's survey
     SURVEY_REFUSED = "survey_refused"  # a survey's token, sent by someone not asked
     AUTOMATIC = "automatic"  # an auto-reply or the like, on no ticket: dropped
+    # A staff member's auto-reply on no ticket (an out-of-office answering the morning
+    # queue, say): nothing is kept but that they are away ([staff] away_after).
+    STAFF_AWAY = "staff_away"
     AUTOMATIC_ON_TICKET = "automatic_on_ticket"  # the same on a ticket: noted there
     OUTSIDER = "outsider"  # a new request from outside the requester domains
     NEW_REQUEST = "new_request"  # a new ticket; the requester is acknowledged
@@ -152,6 +155,8 @@ def _route(inbound: Inbound, facts: Facts, thread: Thread | None) -> Route:
     on = {"ticket_id": ticket.id, "thread": thread.match.reason} if thread else {}
     if verdict.automatic:
         if ticket is None:
+            if facts.sender_is_staff:
+                return Route(RouteName.STAFF_AWAY, verdict.reason, kind=verdict.kind)
             return Route(RouteName.AUTOMATIC, verdict.reason)
         return Route(RouteName.AUTOMATIC_ON_TICKET, verdict.reason, kind=verdict.kind, **on)
     proof = facts.proof()
@@ -192,8 +197,11 @@ def _survey_answer(inbound: Inbound, facts: Facts, ticket: TicketFacts | None) -
     if survey is None:
         return None
     answer = surveys.read_answer(new_text_of(inbound, signature=False))
-    if not token and answer is None:
-        return None  # a reply to the survey mail that rates nothing: an ordinary reply
+    if answer is None and (not token or (ticket is not None and not surveys.named(inbound))):
+        # A reply to the survey mail that rates nothing: an ordinary reply. So is one to
+        # a resolved notice that carried the survey, its token only in the quoted text
+        # ("still broken" reopens the ticket).
+        return None
     if inbound.sender.address != survey.requester:
         # The token came from someone else's survey: not theirs to answer.
         return Route(RouteName.SURVEY_REFUSED,

@@ -1,7 +1,8 @@
 """Mail among the staff of a ticket: the assignment mail, #note, copies of answers.
 
-They thread with the ticket's staff notifications (notices.staff_notification) and
-are enqueued in the caller's transaction like every other mail.
+They thread with the ticket's staff notifications (notices.staff_notification): one
+References chain per staff address (staffthread.py). They are enqueued in the caller's
+transaction like every other mail.
 """
 
 from __future__ import annotations
@@ -18,28 +19,12 @@ from ..db.storage import AttachmentStore
 from ..delivery.outbox import AUTO_GENERATED, Draft, enqueue, write_pending
 from ..mail.parse import Address, Attachment, Inbound
 from .notices import message_variables, variables
+from .staffthread import STAFF_KINDS, staff_thread
 
-# What the staff mail of a ticket threads under: the notifications and one another.
-STAFF_KINDS = ("notification",)
+__all__ = ["STAFF_KINDS", "answer_copy", "assignment", "note", "staff_thread"]
+
 # What an assignee is shown of the ticket so far.
 _HISTORY_KINDS = ("request", "reply", "staff_reply")
-
-
-def staff_thread(tx: Session, ticket: Ticket, address: str) -> tuple[str, tuple[str, ...]]:
-    """(In-Reply-To, References) that put a staff mail under the ticket's staff mail:
-    in reply to the latest one ``address`` was sent (else the latest of all), with
-    every staff mail of the ticket in References, so one thread holds them all."""
-    write_pending(tx)
-    rows = list(tx.execute(select(Message.message_id, Message.to)
-                           .where(Message.ticket_id == ticket.id,
-                                  Message.kind.in_(STAFF_KINDS))
-                           .order_by(Message.id)))
-    if not rows:
-        return "", ()
-    ids = [row.message_id for row in rows]
-    theirs = [row.message_id for row in rows if address in (row.to or ())]
-    references = ids if len(ids) <= 20 else [ids[0], *ids[-19:]]
-    return (theirs or ids)[-1], tuple(references)
 
 
 def _staff_draft(tx: Session, config: Config, ticket: Ticket, template: str,

@@ -72,6 +72,15 @@ def token_in(inbound: Inbound) -> str:
     return ""
 
 
+def named(inbound: Inbound) -> bool:
+    """Whether the message is addressed to a survey (its token in an address or the
+    subject: a reply to the survey mail, or a rating link's message), not just quoting
+    one."""
+    places = [a.address for a in (*inbound.to, *inbound.cc)]
+    places += [*inbound.headers.get("delivered-to", ()), inbound.subject]
+    return any(TOKEN.search(place) for place in places)
+
+
 def read_answer(text: str) -> Answer | None:
     """``"4 - quick fix, thanks"`` -> Answer(4, "quick fix, thanks"); None if no rating."""
     lines = [line for line in text[:MAX_ANSWER].replace("\r\n", "\n").split("\n")

@@ -61,10 +61,11 @@ def test_assign_sends_the_assignee_the_ticket_with_its_attachment(desk):
     assert photo.get_filename() == "projector.png"
     assert photo.get_content() == b"\x89PNG fake photo"
     # It threads with the ticket's staff mail, and the teacher hears nothing of it.
-    # tech2's own notification of the ticket, and every staff mail of it.
+    # tech2's own chain (staffthread.py): the request, then tech2's notification of it.
     theirs = parsed(desk.inbox(TECH2)[before - 1])
     assert assignment["In-Reply-To"] == theirs["Message-ID"]
-    assert parsed(note)["Message-ID"] in assignment["References"]
+    assert assignment["References"].split() == [parsed(note)["In-Reply-To"],
+                                                theirs["Message-ID"]]
     assert desk.sent_to(TEACHER) == ["ack"]
     # Answering the assignment mail answers the teacher.
     desk.send(mailclients.gmail(desk.last(TECH2), TECH2, "I'll be there at 10."))
@@ -87,8 +88,10 @@ def test_note_reaches_the_other_staff_and_never_the_teacher(desk):
     desk.send(mailclients.gmail(note, TECH1, "#note\nAlex, can you take the cart 3 chargers?"))
     internal = parsed(desk.inbox(TECH2, before + 1)[-1])
     assert "Alex, can you take the cart 3 chargers?" in plain(internal.as_bytes())
-    assert internal["In-Reply-To"] == parsed(desk.inbox(TECH2)[before - 1])["Message-ID"]
-    assert parsed(note)["Message-ID"] in internal["References"]
+    theirs = parsed(desk.inbox(TECH2)[before - 1])
+    assert internal["In-Reply-To"] == theirs["Message-ID"]
+    assert internal["References"].split() == [parsed(note)["In-Reply-To"],
+                                              theirs["Message-ID"]]
     assert desk.sent_to(TEACHER) == ["ack"]
     assert all("cart 3" not in plain(m) for m in desk.inbox(TEACHER, 1))
     # The writer gets no copy of their own note.

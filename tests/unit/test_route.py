@@ -269,6 +269,24 @@ def test_a_reply_to_the_survey_mail_counts_only_if_it_rates():
     assert unrated.name == RouteName.REQUESTER_REPLY
 
 
+def test_a_reply_quoting_a_survey_token_counts_only_if_it_rates():
+    """The resolved notice that carries the survey ([survey] delay "0s") has no Reply-To
+    with the token: a reply to it quotes the token in its text only. "Still broken" is
+    then a reply that reopens the ticket, "5" a rating; sent to the survey's address
+    (a rating link's message), a comment alone is still a survey answer."""
+    survey = SurveyFacts(3, 7, "teacher1@school.test")
+    quoted = f"\n\n> 5 - Excellent: mailto:help+survey-{TOKEN}@school.test?subject=x"
+    reply = route(mail("It is broken again." + quoted),
+                  facts(thread=on_ticket("resolved", subject="Printer jam"), survey=survey,
+                        proof=None))
+    assert reply.name == RouteName.REQUESTER_REPLY
+    rated = route(mail("5" + quoted), facts(thread=on_ticket("resolved"), survey=survey))
+    assert rated.name == RouteName.SURVEY_ANSWER and rated.answer.rating == 5
+    comment = route(mail("It is broken again." + quoted, to=f"help+survey-{TOKEN}@school.test"),
+                    facts(thread=on_ticket("resolved"), survey=survey))
+    assert comment.name == RouteName.SURVEY_ANSWER and comment.answer is None
+
+
 def test_a_survey_answer_from_a_stranger_is_refused():
     survey = SurveyFacts(3, 7, "teacher1@school.test")
     decided = route(mail("1", sender="mallory@school.test", subject=f"x survey-{TOKEN}"),
@@ -283,6 +301,11 @@ def test_an_auto_reply_on_a_ticket_is_noted_and_on_none_dropped():
         RouteName.AUTOMATIC_ON_TICKET, 7, classify.AUTO_REPLY)
     dropped = route(mail(), facts(verdict=away, thread=None))
     assert dropped.name == RouteName.AUTOMATIC and dropped.reason == away.reason
+    # A staff member's, on no ticket: kept on none, but they are away ([staff] away_after).
+    staff = route(mail(sender="tech1@school.test"),
+                  facts(verdict=away, thread=None, sender_is_staff=True))
+    assert (staff.name, staff.ticket_id, staff.kind) == (
+        RouteName.STAFF_AWAY, None, classify.AUTO_REPLY)
 
 
 def test_a_bounce_is_a_bounce_even_when_it_threads_to_a_ticket():

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from ..route import Route, RouteName
 from .bounce import bounce
 from .common import Context, Incoming, Outcome, Stored
-from .replies import automatic_on_ticket, requester_reply, thanks
+from .replies import automatic_on_ticket, requester_reply, staff_away, thanks
 from .requests import follow_up, held_request, new_request, outsider
 from .staff import command_error, staff_answer, unverified
 from .survey import survey_answer, survey_refused
@@ -36,6 +36,7 @@ HANDLERS: dict[RouteName, Callable[[Incoming, Route], Outcome]] = {
     RouteName.SURVEY_REFUSED: survey_refused,
     RouteName.AUTOMATIC: _dropped("ignored"),
     RouteName.AUTOMATIC_ON_TICKET: automatic_on_ticket,
+    RouteName.STAFF_AWAY: staff_away,
     RouteName.OUTSIDER: outsider,
     RouteName.NEW_REQUEST: new_request,
     RouteName.HELD_REQUEST: held_request,

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import select
+
+from ...db.models import Person, Ticket
 from ...mail.quoting import new_text_of
-from ...states import TicketStatus
+from ...states import DONE, TicketStatus
 from .. import notices
 from ..route import Route
 from ..tickets import event, set_status
 from .common import Incoming, Outcome, oversized, record
 
 log = logging.getLogger(__name__)
+
+# A staff member's out-of-office on no ticket is noted on this many of the tickets
+# assigned to them that are still open (the latest).
+AWAY_ON_AT_MOST = 50
 
 
 def requester_reply(mail: Incoming, route: Route) -> Outcome:
@@ -61,3 +68,22 @@ def automatic_on_ticket(mail: Incoming, route: Route) -> Outcome:
     record(mail, ticket, "note", route.thread, mail.inbound.text)
     event(mail.tx, ticket, mail.now, mail.sender, f"received_{route.kind}", route.reason)
     return Outcome("recorded", ticket.id, route.reason)
+
+
+def staff_away(mail: Incoming, route: Route) -> Outcome:
+    """A staff member's auto-reply that names no ticket still says they are away
+    (notices.away reads it for ``[staff] away_after``). A ticket event is the only record
+    of it the tables allow (an event needs a ticket): it is noted on the tickets assigned
+    to them that are not done, where it matters. The message itself is kept on none."""
+    tx, sender, now = mail.tx, mail.sender, mail.now
+    theirs = list(tx.scalars(
+        select(Ticket).join(Person, Ticket.assignee_id == Person.id)
+        .where(Person.address == sender, Ticket.status.not_in(sorted(DONE)))
+        .order_by(Ticket.id.desc()).limit(AWAY_ON_AT_MOST)))
+    for ticket in theirs:
+        event(tx, ticket, now, sender, f"received_{route.kind}",
+              f"{route.reason} (on no ticket)")
+    log.info("message=%s action=staff_away sender=%s tickets=%s", mail.inbound.message_id,
+             sender, ",".join(str(t.id) for t in theirs) or "none assigned: not recorded")
+    return Outcome("ignored", detail=f"{route.reason}; staff away, noted on "
+                                     f"{len(theirs)} ticket(s)")

@@ -67,7 +67,7 @@ def staff_answer(mail: Incoming, route: Route) -> Outcome:
         event(tx, ticket, now, actor, "released", "")
         notices.released_ack(tx, config, ticket, now)
     if effects.resolved:
-        notices.status_notice(tx, config, ticket, "resolved", now)
+        notices.resolved(tx, config, ticket, now)
     ticket.updated_at = now
     log.info("ticket=%s message=%s action=%s thread=%s relayed=%s commands=%s", ticket.id,
              inbound.message_id, kind, reason, "yes" if relayed else "no",

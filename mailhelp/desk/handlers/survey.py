@@ -42,7 +42,8 @@ def keep_answer(tx: Session, config: Config, ticket: Ticket, survey: Survey,
                 rating: int | None, comment: str, via: str, now: datetime,
                 inbound: Inbound | None = None) -> None:
     """Record the requester's answer (``via`` "mail" or "web"): the rating and comment, an
-    event, and a thank-you mail for a rating. A comment alone keeps the rating."""
+    event, and a thank-you mail for a rating unless ``[survey] thank_you = false``. A
+    comment alone keeps the rating."""
     if rating is not None:
         survey.rating, survey.comment = rating, comment
     elif comment:
@@ -51,7 +52,7 @@ def keep_answer(tx: Session, config: Config, ticket: Ticket, survey: Survey,
     detail = f"rating {survey.rating}" if rating is not None else "comment"
     event(tx, ticket, now, ticket.requester.address, "survey_answer",
           detail if via == "mail" else f"{detail} ({via})")
-    if rating is not None:
+    if rating is not None and config.survey.thank_you:
         notices.survey_thanks(tx, config, ticket, inbound, survey, now)
     if inbound is not None:
         log.info("ticket=%s message=%s action=survey_answer rating=%s", ticket.id,
