@@ -289,8 +289,6 @@ class Job(Base):
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     result: Mapped[str] = mapped_column(Text, default="")
-    # So that a job made with its ticket (an escalation) is written after the ticket.
-    ticket: Mapped[Ticket] = relationship()
 
     __table_args__ = (Index("ix_jobs_due", "done_at", "cancelled_at", "due_at"),)
 

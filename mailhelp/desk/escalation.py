@@ -1,11 +1,11 @@
 """Escalation: a ticket nobody has answered is brought to the leads, once.
 
-A new ticket gets an ``escalate`` job (schedule.start), due ``[lifecycle]
-escalate_after`` of business time after it arrived. A staff answer, any change of
-status or an assignment cancels it (schedule.reschedule); should the job run all the
-same, ``why_not`` says so and nothing is sent. Otherwise ``[staff] leads`` (every staff
-address if none are named) get one mail each, in the ticket's staff thread, and the
-ticket records an ``escalated`` event.
+A new ticket gets an ``escalate`` job (schedule.plan_escalations, before the due jobs
+of each pass), due ``[lifecycle] escalate_after`` of business time after it arrived. A
+staff answer, any change of status or an assignment cancels it (schedule.reschedule);
+should the job run all the same, ``why_not`` says so and nothing is sent. Otherwise
+``[staff] leads`` (every staff address if none are named) get one mail each, in the
+ticket's staff thread, and the ticket records an ``escalated`` event.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..config import Config
-from ..db.models import Message, Ticket
+from ..db.models import Job, Message, Ticket
 from ..delivery.outbox import AUTO_GENERATED, Draft, enqueue, write_pending
 from ..durations import format_duration
 from ..mail.parse import Address
@@ -52,6 +52,9 @@ def escalate(tx: Session, config: Config, ticket: Ticket, now: datetime) -> str:
     why = why_not(ticket)
     if why:
         return f"skipped: {why}"
+    if tx.scalar(select(Job.id).where(Job.ticket_id == ticket.id, Job.kind == "escalate",
+                                      Job.done_at.is_not(None)).limit(1)) is not None:
+        return "skipped: escalated already"  # by a second runner's job
     to = leads(config)
     if not to:
         return "skipped: no staff addresses"

@@ -21,7 +21,7 @@ from ..db.session import Database, transaction
 from ..states import TicketStatus
 from . import notices, survey_due
 from .escalation import escalate
-from .schedule import AUTO
+from .schedule import AUTO, plan_escalations
 from .tickets import event, set_status
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def next_due(db: Database) -> datetime | None:
 def run_due(db: Database, config: Config, clock: Callable[[], datetime]) -> int:
     """Run every job due now; return how many ran."""
     now = clock()
+    plan_escalations(db, config, now)  # the new tickets' escalations, before the due
     with db.sessions() as session:
         due = list(session.scalars(select(Job.id).where(
             Job.done_at.is_(None), Job.cancelled_at.is_(None), Job.due_at <= now)

@@ -1,8 +1,9 @@
 """Which timed work a ticket needs in its current status, kept as rows of ``jobs``.
 
-Called when a ticket is made (``start``), on every status change and on an assignment
-(``reschedule``): the jobs that no longer apply are cancelled, the ones that now apply
-are created with their due time. lifecycle.py runs them.
+Called on every status change and on an assignment (``reschedule``): the jobs that no
+longer apply are cancelled, the ones that now apply are created with their due time.
+A new ticket's escalation is planned apart (``plan_escalations``), once a pass, for all
+the new tickets together. lifecycle.py runs them.
 
 Delays are business time: a job is due when the delay has passed in the desk's open
 hours (``[calendar]``, mailhelp/worktime.py); with no calendar, in plain elapsed time.
@@ -13,26 +14,26 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import inspect, select
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.orm import Session
 
 from ..config import Config
 from ..db.models import Job, Survey, Ticket
+from ..db.session import Database, transaction
 from ..states import TicketStatus
 from ..worktime import due
 from .batch import Batch
 
 AUTO = "system:auto-resolve"
+ESCALATE = "escalate"
+# New tickets given their escalation job in one pass; the rest wait for the next.
+PLANNED_AT_MOST = 500
 
 
 def wanted(config: Config, ticket: Ticket, has_survey: bool) -> dict[str, timedelta]:
     """Job kind -> delay from now (business time), for a ticket in its current status."""
     lifecycle, survey = config.lifecycle, config.survey
     jobs: dict[str, timedelta] = {}
-    # A new ticket nobody has taken is brought to the leads if it stays so ("0s": never).
-    if ticket.status == TicketStatus.NEW and ticket.assignee_id is None \
-            and lifecycle.escalate_after > timedelta(0):
-        jobs["escalate"] = lifecycle.escalate_after
     if ticket.status == TicketStatus.PENDING:
         jobs["reminder"] = lifecycle.pending_reminder_after
         jobs["auto_resolve"] = lifecycle.pending_resolve_after
@@ -61,10 +62,10 @@ def reschedule(tx: Session, config: Config, ticket: Ticket, now: datetime) -> No
         open_jobs = list(tx.scalars(_open_jobs([ticket.id])))
     for job in open_jobs:
         # A survey already on its way stays when a resolved ticket is closed: it is due
-        # "after resolved or closed, whichever comes first"; an escalation counts from
-        # the ticket's arrival, whatever else happens to it meanwhile.
-        if job.kind in ("survey", "escalate") and job.kind in want:
-            want.pop(job.kind)
+        # "after resolved or closed, whichever comes first". An escalation is never
+        # wanted again: a change of status or an assignment means someone took it up.
+        if job.kind == "survey" and "survey" in want:
+            want.pop("survey")
             continue
         job.cancelled_at = now
     for kind, delay in want.items():
@@ -76,16 +77,30 @@ def reschedule(tx: Session, config: Config, ticket: Ticket, now: datetime) -> No
     known[ticket.id] = [job for job in open_jobs if job.cancelled_at is None]
 
 
-def start(tx: Session, config: Config, ticket: Ticket, now: datetime) -> None:
-    """The timed work of a ticket made in ``tx`` (its escalation): it has no jobs and
-    no survey yet, so nothing is asked of the database."""
-    known = Batch.of(tx).open_jobs.setdefault(ticket.id, [])
-    for kind, delay in wanted(config, ticket, has_survey=False).items():
-        # With the ticket itself: the unit of work writes the ticket first.
-        job = Job(kind=kind, ticket_id=ticket.id, ticket=ticket, due_at=due(config, now, delay),
-                  created_at=now)
-        tx.add(job)
-        known.append(job)
+def plan_escalations(db: Database, config: Config, now: datetime) -> int:
+    """An ``escalate`` job, due ``[lifecycle] escalate_after`` of business time after
+    the ticket came in, for each ticket still new, unassigned and unanswered that never
+    had one ("0s": none). Run before the due jobs of every pass (lifecycle.run_due),
+    for all new tickets with one query and one INSERT, so that the work on each message
+    costs no statement more; a ticket answered or taken before that gets none. Tickets
+    that were new before escalation existed get theirs too."""
+    after = config.lifecycle.escalate_after
+    if after <= timedelta(0):
+        return 0
+    had_one = select(Job.id).where(Job.ticket_id == Ticket.id, Job.kind == ESCALATE).exists()
+    waiting = select(Ticket.id, Ticket.created_at).where(
+        Ticket.status == TicketStatus.NEW, Ticket.assignee_id.is_(None),
+        Ticket.first_response_at.is_(None), ~had_one).order_by(Ticket.id)
+    with db.sessions() as session:  # read first: most passes have nothing to plan
+        if session.execute(waiting.limit(1)).first() is None:
+            return 0
+    with transaction(db) as tx:  # asked again inside, where a second runner waits
+        rows = tx.execute(waiting.limit(PLANNED_AT_MOST)).all()
+        if rows:
+            tx.execute(insert(Job.__table__), [
+                {"kind": ESCALATE, "ticket_id": row.id, "created_at": now, "result": "",
+                 "due_at": due(config, row.created_at, after)} for row in rows])
+    return len(rows)
 
 
 def look_ahead(tx: Session, ticket_ids: Collection[int]) -> None:

@@ -70,6 +70,7 @@ def make(tmp_path, database_url):
 def test_every_staff_address_is_told_once_when_no_leads_are_named(make):
     desk = make()
     assert desk.run(timedelta(hours=3, minutes=59)) == 0
+    assert desk.jobs() == [("escalate", False, False)]
     assert desk.escalations() == []
     assert desk.run(timedelta(hours=4)) == 1
     assert sorted(r.recipients[0] for r in desk.escalations()) == list(STAFF)
@@ -80,21 +81,23 @@ def test_every_staff_address_is_told_once_when_no_leads_are_named(make):
     assert (event.ticket_id, event.actor, event.detail) == (1, "system", ", ".join(STAFF))
 
 
-@pytest.mark.parametrize("command", ["#take", "#assign tech2@school.test"])
-def test_an_assignment_cancels_it(make, command):
+@pytest.mark.parametrize("command", ["#take", "#assign tech2@school.test", "#open",
+                                     "On my way."])
+def test_an_assignment_a_status_change_or_an_answer_cancels_it(make, command):
     desk = make()
+    assert desk.run(timedelta(minutes=1)) == 0  # the pass plans it, not due yet
+    assert desk.jobs() == [("escalate", False, False)]
     desk.staff(command)
     assert desk.jobs() == [("escalate", False, True)]
     desk.run(timedelta(days=1))
     assert desk.escalations() == []
 
 
-def test_a_staff_answer_or_a_status_change_cancels_it(make):
+def test_a_ticket_answered_before_any_pass_gets_no_job(make):
     desk = make()
-    desk.staff("#open")
-    assert desk.jobs() == [("escalate", False, True)]
+    desk.staff("On my way.")
     desk.run(timedelta(days=1))
-    assert desk.escalations() == []
+    assert desk.jobs() == [] and desk.escalations() == []
 
 
 def test_a_note_is_no_answer(make):
@@ -106,15 +109,15 @@ def test_a_note_is_no_answer(make):
 
 def test_0s_turns_it_off(make):
     desk = make('[lifecycle]\nescalate_after = "0s"\n')
-    assert desk.jobs() == []
     desk.run(timedelta(days=30))
-    assert desk.escalations() == []
+    assert desk.jobs() == [] and desk.escalations() == []
 
 
 def test_due_in_open_hours(make):
     # 14:00 UTC is 08:00 in Chicago: four open hours later is noon there.
     desk = make('[helpdesk]\ntimezone = "America/Chicago"\n'
                 '[calendar]\nhours = "Mon-Fri 07:30-16:00"\n')
+    desk.run(timedelta(minutes=1))
     with desk.db.sessions() as session:
         [job] = session.scalars(select(Job))
     assert job.due_at == datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
@@ -137,3 +140,15 @@ def test_the_mail_shows_times_on_the_desks_clock():
     assert "08:00 CST" in mail.html and "No &lt;wifi&gt;." in mail.html  # autoescaped
     utc = render("escalation", {**variables, "helpdesk": {"name": "H", "address": "h@x"}})
     assert "Mon 07 Dec 2026 14:00 UTC" in utc.text
+
+
+def test_a_second_runners_job_sends_nothing_more(make):
+    desk = make()
+    desk.run(timedelta(minutes=1))
+    with desk.db.sessions() as session, session.begin():  # as if two runners planned it
+        session.add(Job(kind="escalate", ticket_id=1, due_at=T0, created_at=T0))
+    assert desk.run(timedelta(hours=4)) == 2
+    assert len(desk.escalations()) == len(STAFF)
+    with desk.db.sessions() as session:
+        results = sorted(session.scalars(select(Job.result).where(Job.kind == "escalate")))
+    assert results == ["escalated to 2", "skipped: escalated already"]

@@ -256,8 +256,7 @@ def test_a_batchs_status_changes_read_open_jobs_and_mail_counts_once(pipeline):
         assert session.scalar(select(Ticket.status).where(Ticket.id == 1)) == "open"
         jobs = list(session.execute(select(Job.ticket_id, Job.kind, Job.cancelled_at)
                                     .order_by(Job.id)))
-    assert [(t, k) for t, k, _ in jobs] == [(1, "escalate"), (2, "escalate"),
-                                           (1, "reminder"), (1, "auto_resolve"),
+    assert [(t, k) for t, k, _ in jobs] == [(1, "reminder"), (1, "auto_resolve"),
                                            (2, "reminder"), (2, "auto_resolve"),
                                            (1, "reminder"), (1, "auto_resolve")]
     assert all(cancelled is not None for _, _, cancelled in jobs)

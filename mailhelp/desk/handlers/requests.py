@@ -7,7 +7,7 @@ import logging
 
 from ...db.models import Ticket
 from ...states import TicketStatus
-from .. import notices, outsiders, schedule
+from .. import notices, outsiders
 from ..route import Route
 from ..threads import is_help_address, ticket_subject
 from ..tickets import add_participant, event, person, ticket_number
@@ -51,7 +51,6 @@ def new_ticket(mail: Incoming, linked: Ticket | None = None, held: str | None = 
                     updated_at=now, linked_ticket_id=linked.id if linked else None, held=held)
     tx.add(ticket)
     mail.batch.note_new_ticket(ticket)
-    schedule.start(tx, config, ticket, now)  # its escalation, if nobody answers
     # A held request's CC line is the forger's word too: nobody joins by it.
     for colleague in inbound.cc if held is None else ():
         if is_help_address(colleague.address, config.helpdesk.address):
