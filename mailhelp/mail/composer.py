@@ -113,6 +113,10 @@ def _by_package(rendered: Rendered, attachments: Sequence[Attachment] = (), logo
                                           filename=f"logo.{logo.subtype}")
     for attachment in attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
+        if maintype.lower() in ("message", "multipart"):
+            # The email package takes only a parsed message for these, and would write an
+            # attached message in base64, which MIME forbids: its bytes go as a file.
+            maintype, subtype = "application", "octet-stream"
         mail.add_attachment(attachment.payload, maintype=maintype or "application",
                             subtype=subtype or "octet-stream",
                             filename=safe_filename(attachment.filename))

@@ -109,3 +109,18 @@ def test_the_written_body_is_the_packages_byte_for_byte(text, html, long_line):
     text = "w" * long_line + text
     rendered = Rendered("s", text, html)
     assert composer._alternative(text, html) == composer._by_package(rendered)
+
+
+@pytest.mark.parametrize("content_type", [
+    "message/delivery-status", "message/rfc822", "multipart/mixed", "MESSAGE/global"])
+def test_a_stored_message_or_multipart_file_goes_as_its_bytes(content_type):
+    """Such a file (a bounce's status part, an attached message) kept on a ticket and sent
+    on to staff made the email package fail the whole mail (#assign on such a ticket)."""
+    from mailhelp.mail.attachment import Attachment
+
+    data = b"Reporting-MTA: dns; x\r\n\r\nAction: failed\r\n"
+    raw = composer.body(Rendered("s", "text", "<p>html</p>"),
+                        [Attachment("status.txt", content_type, data)])
+    part = next(email.message_from_bytes(raw, policy=email.policy.default).iter_attachments())
+    assert part.get_content_type() == "application/octet-stream"
+    assert part.get_content() == data
