@@ -8,6 +8,7 @@ line per event, with the ticket and message ids.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from collections import deque
@@ -24,6 +25,7 @@ from . import outbox_sql
 from .journal import SentJournal
 from .marks import SentMarks
 from .retry import RetryPolicy
+from .sendlock import SendLock
 from .transport import DeliveryError, Failure, SmtpTransport
 
 log = logging.getLogger(__name__)
@@ -53,8 +55,25 @@ class OutboxSender:
         self.transports = [SmtpTransport(config) for _ in range(max(1, config.connections))]
         self.journal = SentJournal.for_database(db, journal_dir)
         self.marks = SentMarks(db, clock, self.journal)
+        self.lock = SendLock(db)
 
     async def flush(self) -> FlushStats:
+        """Send what is due, holding the desk's sender lock throughout (sendlock.py):
+        a second sender waits here, then reads the outbox again and finds this one's
+        mail marked sent."""
+        held = await self.lock.take()
+        try:
+            return await self._flush()
+        finally:
+            # A flush cancelled (a stopping daemon) may leave a mark being committed in
+            # a thread: the next holder must see it, so the lock waits for it.
+            committing = self.marks.committing
+            if committing is not None and not committing.done():
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(committing)
+            held.release()
+
+    async def _flush(self) -> FlushStats:
         stats = FlushStats()
         if self.journal is not None:
             if self.journal.connection is None:
@@ -95,7 +114,7 @@ class OutboxSender:
     def _due(self) -> list[tuple[int, str]]:
         due = outbox_sql.due(self.db, self.clock())
         if self.journal is not None and due:
-            # Its notes and another sender's (a run --once beside the daemon, say).
+            # Its own notes and the previous lock holder's, not yet carried.
             sent = self.journal.noted([row_id for row_id, _ in due])
             due = [(row_id, to) for row_id, to in due if row_id not in sent]
         return due
@@ -124,7 +143,7 @@ class OutboxSender:
                             if following else None
                     row = loaded.pop(row_id, None)
                     if row is None:
-                        continue  # sent or given up meanwhile (by another mailhelp send)
+                        continue  # no longer queued (given up or sent meanwhile)
                     await self._send(transport, row_id, row, queue, stats)
             finally:
                 if ahead is not None:  # the connection goes back to the pool unused
