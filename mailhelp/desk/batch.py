@@ -85,6 +85,11 @@ class Batch:
         self.limits: dict[str, dict] = {"ticket": {}, "address": {}, "bounced": {}}
         self.latest: dict[str, tuple] = {}  # outbox.py's memo of the latest render/body
         self.waiting = _Waiting()
+        # The message rows of the mail this batch wrote, in order, and what other modules
+        # keep of the database for the batch (staffthread.py: each ticket's staff mail
+        # read once a batch, then followed by these rows). A rollback forgets both.
+        self.written_mail: list[dict] = []
+        self.memo: dict[str, object] = {}
         if not tx.info.get(_BOUND):
             event.listen(tx, "before_commit", _before_commit)
             event.listen(tx, "after_soft_rollback", _after_soft_rollback)
@@ -226,6 +231,7 @@ class Batch:
             connection.execute(_INSERT_INCOMING, waiting.incoming)
         if waiting.mail:
             ids = connection.execute(_INSERT_MAIL, [m for m, _ in waiting.mail]).scalars()
+            self.written_mail.extend(m for m, _ in waiting.mail)
             connection.execute(_INSERT_OUTBOX, [
                 {**row, "message_row_id": message_row_id}
                 for (_, row), message_row_id in zip(waiting.mail, ids, strict=True)])
@@ -263,6 +269,7 @@ class Batch:
         self.next_number = None  # numbers handed out in the undone work are reused
         self.open_jobs = {}  # jobs made or cancelled there are gone or expired
         self.people = None  # people made there are gone
+        self.written_mail, self.memo = [], {}  # read again from the database
 
 
 class Savepoint:

@@ -85,3 +85,23 @@ def test_a_new_tickets_notification_asks_the_database_nothing(make_desk):
             event.remove(engine, "before_cursor_execute", count)
     assert threads == {TECH1: ("<request@x.test>", ("<request@x.test>",))}
     assert statements == []
+
+
+def test_replies_in_one_batch_chain_on_one_another(make_desk):
+    """Two replies on one ticket applied in one transaction (the daemon's batches): the
+    staff mail is read once, and the second notification follows the first, which the
+    batch wrote or still holds."""
+    from mailhelp.service.pipeline import Arrival
+
+    desk = _ticket(make_desk)
+    replies = [mail(body=text, headers="In-Reply-To: <request@x.test>\n",
+                    message_id=f"<reply{n}@x.test>")
+               for n, text in enumerate(("It jams on page 2.", "Now on every page."))]
+    desk.pipeline.accept([Arrival(raw, "t") for raw in replies])
+    to_tech1 = [m for m in desk.rows(Message, Message.kind == "notification") if TECH1 in m.to]
+    assert len(to_tech1) == 3
+    new, first, second = to_tech1
+    assert new.in_reply_to == "<request@x.test>" and new.references == ["<request@x.test>"]
+    assert first.in_reply_to == new.message_id
+    assert second.in_reply_to == first.message_id
+    assert second.references == ["<request@x.test>", new.message_id, first.message_id]
