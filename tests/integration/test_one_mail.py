@@ -36,6 +36,7 @@ TEACHER, COLLEAGUE, TECH1_ADDRESS = ("teacher1@school.test", "teacher2@school.te
                                      "tech1@school.test")
 LOGO_RGB = (255, 102, 0)  # a colour nothing else in the mail has: seen on screen, it is the logo
 BRAND = (0x1A, 0x5F, 0xB4)  # the default brand colour of the rating buttons
+SURVEY_SITE = "https://help.school.test/survey"  # signed one-click links (mailhelp serve)
 
 
 def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
@@ -76,7 +77,8 @@ def desk(tmp_path_factory, desk_database, mail_servers_session) -> Desk:
     logo.write_bytes(png(180, 48, LOGO_RGB))
     config = write_config(directory, desk_database, mail_servers_session, extra=(
         f'[helpdesk]\nlogo = "{logo}"\n'
-        '[survey]\ndelay = "0s"\nthank_you = false\n'))
+        '[survey]\ndelay = "0s"\nthank_you = false\n'
+        f'base_url = "{SURVEY_SITE}"\nsecret = "correct horse battery staple"\n'))
     done = mailhelp(config, "init")
     assert done.returncode == 0, done.stderr.decode()
     return Desk(mail_servers_session, config, desk_database)
@@ -119,6 +121,8 @@ def test_a_one_visit_fix_is_three_mails_and_a_rating_sends_nothing_more(desk):
     assert text.startswith('Hello Jane,\n\nTicket #1 ("Projector in room 12") is resolved.')
     assert "How did we do?" in text and "5 - Excellent: mailto:help+survey-" in text
     assert html_of(resolved).count('href="mailto:help+survey-') == 5
+    assert html_of(resolved).count(f'href="{SURVEY_SITE}/') == 5
+    assert f"5 - Excellent: {SURVEY_SITE}/" in text
     # A plain reply goes to the help address: "still broken" reopens (next test).
     assert resolved["Reply-To"] is None
     kinds = [row["kind"] for row in outbox(desk.database_url, to=TEACHER)]
