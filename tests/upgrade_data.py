@@ -116,7 +116,8 @@ def _ticket(name: str, status: str, requester: str, hours: float, **extra) -> tu
               "priority": "normal", "requester_id": Ref("people", requester),
               "assignee_id": None, "linked_ticket_id": None, "created_at": at(hours),
               "updated_at": at(hours + 1), "first_response_at": None, "resolved_at": None,
-              "closed_at": None, "resolved_by": "", "held": None}
+              "closed_at": None, "resolved_by": "", "held": None, "school": "",
+              "room": "", "category": "", "merged_into_id": None}
     return ("tickets", name, values | extra)
 
 
@@ -134,11 +135,14 @@ ROWS: list[tuple[str, str, dict[str, Any]]] = [
             first_response_at=at(-399), resolved_at=at(-390), closed_at=at(-200),
             resolved_by="tech1@school.test"),
     _ticket("projector", "open", "jorg", 0, assignee_id=Ref("people", "tech"),
-            first_response_at=at(0.5)),
+            first_response_at=at(0.5), school="Lincoln Elementary – Süd", room="12",
+            category="Projectors"),
     _ticket("grades", "pending", "lee", 2),
     _ticket("password", "resolved", "francoise", 3, resolved_at=at(5), resolved_by="auto"),
     _ticket("again", "new", "lee", 6, priority="high", linked_ticket_id=Ref("tickets", "printer"),
             held="From: claims school.test; spf=fail dkim=none (mx.school.test)"),
+    _ticket("twice", "closed", "jorg", 1, merged_into_id=Ref("tickets", "projector"),
+            closed_at=at(1.5), school="Lincoln Elementary – Süd", category="Projectors"),
     ("participants", "cc", {"ticket_id": Ref("tickets", "projector"),
                             "person_id": Ref("people", "francoise"), "added_at": at(0)}),
     _raw_message("projector", "processed", "projector", 4311),

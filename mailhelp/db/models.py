@@ -71,12 +71,12 @@ class Ticket(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default="new", index=True)
     priority: Mapped[str] = mapped_column(String(16), default="normal")
-    requester_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
-    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    requester_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
     # A ticket opened by a reply to a long-closed one names it here.
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -85,6 +85,15 @@ class Ticket(Base):
     # Why no automatic mail goes out on it until staff release it (#release): the
     # request claimed a district address that the receiving server did not vouch for.
     held: Mapped[str | None] = mapped_column(Text)
+    # From the district directory ([directory] csv) when the ticket is made, and from
+    # [[categories]] keywords; staff may change each.
+    school: Mapped[str] = mapped_column(String(200), default="", server_default="",
+                                        index=True)
+    room: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    category: Mapped[str] = mapped_column(String(100), default="", server_default="",
+                                          index=True)
+    # A ticket merged into another names the survivor; mail threaded on it goes there.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
 
     requester: Mapped[Person] = relationship(foreign_keys=[requester_id])
     assignee: Mapped[Person | None] = relationship(foreign_keys=[assignee_id])
