@@ -42,7 +42,8 @@ def loads(text: str, path: str = "<string>") -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    return _wire_oauth2(_build(Config, document, prefix="", extra={"path": path}))
+    return _check_categories(
+        _wire_oauth2(_build(Config, document, prefix="", extra={"path": path})))
 
 
 def _wire_oauth2(config: Config) -> Config:
@@ -141,6 +142,39 @@ def _build(cls: type, table: dict, prefix: str, extra: dict | None = None) -> ty
     return cls(**values)
 
 
+def _is_section(hint: typing.Any) -> bool:
+    return isinstance(hint, type) and hasattr(hint, "__dataclass_fields__")
+
+
+# Keywords in all [[categories]]: each new ticket's subject and body are matched
+# against them all (one pattern, linear in the text; see desk/categories.py).
+MAX_KEYWORDS = 10_000
+
+
+def _check_categories(config: Config) -> Config:
+    """[[categories]]: each has a name and a keyword, and no two share a name (in any
+    case): ``#category NAME`` must name one."""
+    seen: set[str] = set()
+    total = 0
+    for number, category in enumerate(config.categories, 1):
+        key = f"categories[{number}]"
+        name = " ".join(category.name.split())
+        if not name or len(name) > 100:
+            raise ConfigError(f"{key}.name: must be 1 to 100 characters, got "
+                              f"{category.name!r}")
+        if name.casefold() in seen:
+            raise ConfigError(f"{key}.name: {name!r} is given twice")
+        seen.add(name.casefold())
+        if not category.keywords or not all(w.strip() for w in category.keywords):
+            raise ConfigError(f"{key}.keywords: give at least one keyword, none empty")
+        if any(len(w) > 100 for w in category.keywords):
+            raise ConfigError(f"{key}.keywords: a keyword longer than 100 characters")
+        total += len(category.keywords)
+    if total > MAX_KEYWORDS:
+        raise ConfigError(f"categories: {total} keywords, more than {MAX_KEYWORDS}")
+    return config
+
+
 def _secret(table: dict, name: str, key: str) -> Secret:
     given = {s: table[f"{name}{s}"] for s in ("", "_env", "_command") if f"{name}{s}" in table}
     if len(given) > 1:
@@ -200,6 +234,12 @@ def _convert(value: typing.Any, hint: typing.Any, key: str, metadata: typing.Map
             return parse_duration(value)
         except ValueError as error:
             raise ConfigError(f"{key}: {error}") from None
+    if origin is tuple and _is_section(typing.get_args(hint)[0]):
+        # An array of tables ([[categories]]): each entry a section of its own.
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ConfigError(f"{key}: expected [[{key}]] entries")
+        return tuple(_build(typing.get_args(hint)[0], entry, prefix=f"{key}[{number}].")
+                     for number, entry in enumerate(value, 1))
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key}: expected a list of strings")

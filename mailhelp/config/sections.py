@@ -303,6 +303,25 @@ class AuthenticationConfig:
 
 
 @dataclass(frozen=True)
+class DirectoryConfig:
+    """[directory]: the district's people, as its admin console exports them."""
+
+    # A CSV file (email,name,school and optional room, role; any order, by header):
+    # a new ticket takes its requester's name, school and room from it. A relative
+    # path is read from the config file's directory. Read again when it changes.
+    csv: str = ""
+
+
+@dataclass(frozen=True)
+class CategoryConfig:
+    """One [[categories]] entry: a new ticket whose subject (else body) has one of
+    the keywords, as a whole word, is filed under ``name``."""
+
+    name: str
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     """[storage]: where attachments are kept."""
 
@@ -356,6 +375,8 @@ class Config:
                 or domain in self.staff.domains
                 or any(a.rpartition("@")[2] == domain for a in self.staff.addresses))
 
+    directory: DirectoryConfig = field(default_factory=DirectoryConfig)
+    categories: tuple[CategoryConfig, ...] = ()
     def require_imap(self) -> ImapConfig:
         if self.imap is None:
             raise ConfigError("imap: section missing (this command reads the help mailbox)")

@@ -18,6 +18,7 @@ from ..states import TicketStatus
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from ..config import Config
     from ..db.models import Ticket
 
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -76,6 +77,7 @@ class Env:
     add_participant: Callable[[str], None]
     remove_participant: Callable[[str], bool]
     assign: Callable[[str], None]
+    config: Config | None = None  # [[categories]], for #category
 
 
 def parse(text: str) -> Parsed:
@@ -112,6 +114,8 @@ def _check(name: str, argument: str) -> str:
     if spec.argument == "ADDRESS" and (len(argument) > MAX_ARGUMENT
                                        or not _ADDRESS.match(argument)):
         return f"#{name} needs an email address"
+    if spec.argument == "[NAME]" and len(argument) > MAX_ARGUMENT:
+        return f"#{name}: the name is too long"
     if spec.argument == "LEVEL" and argument.lower() not in PRIORITIES:
         return f"#{name} needs one of {', '.join(PRIORITIES)}"
     return ""
@@ -200,10 +204,23 @@ def _release(_argument: str, env: Env, effects: Effects) -> str:
     return ""
 
 
+def _category(argument: str, env: Env, effects: Effects) -> str:
+    # Known names are the config's, so they are checked here, not by the parser; the
+    # error lists them. "#category" alone files the ticket under none.
+    from .categories import UnknownCategory, set_category
+
+    try:
+        name = set_category(env.tx, env.config, env.ticket, argument, env.actor, env.now)
+    except UnknownCategory as error:
+        return f"#category {argument[:100]}: {error}"
+    effects.record(f"category {name or '(none)'}")
+    return ""
+
+
 @dataclass(frozen=True)
 class Spec:
     function: Callable[[str, Env, Effects], str]
-    argument: str  # "", "ADDRESS" or "LEVEL"
+    argument: str  # "", "ADDRESS", "LEVEL" or "[NAME]" (optional)
     help: str
 
 
@@ -219,4 +236,5 @@ COMMANDS: dict[str, Spec] = {
     "cc": Spec(_cc, "ADDRESS", "add a participant who gets every public update"),
     "uncc": Spec(_uncc, "ADDRESS", "remove a participant"),
     "release": Spec(_release, "", "accept a held (unverified) request: its sender is told"),
+    "category": Spec(_category, "[NAME]", "file under a [[categories]] name; alone: none"),
 }

@@ -131,4 +131,4 @@ def _command_env(mail: Incoming, ticket: Ticket) -> commands.Env:
     return commands.Env(
         tx=tx, ticket=ticket, actor=actor, now=now, is_staff=config.staff.is_staff,
         set_status=lambda status: set_status(tx, config, ticket, status, actor, now),
-        add_participant=add, remove_participant=remove, assign=assign)
+        add_participant=add, remove_participant=remove, assign=assign, config=config)
