@@ -221,6 +221,8 @@ def _templates(config: Config) -> str:
         "requester": {"name": "Jane Teacher", "address": "teacher@example.org"},
         "recipient": {"name": "Jane", "address": "teacher@example.org"},
         "participants": ["colleague@example.org"],
+        "merged_ticket": {"id": 43, "subject": "Projector 12 again"},
+        "merged_tag": config.helpdesk.subject_tag.format(id=43),
         "message": {"subject": "Projector in room 12", "text": "It does not turn on.",
                     "from": "teacher@example.org", "from_name": "Jane Teacher",
                     "dropped": [{"filename": "video.mp4", "size": 31457280}],

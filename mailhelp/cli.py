@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     show = tickets_commands.add_parser("show", help="one ticket with its messages")
     show.add_argument("id", type=int, metavar="N")
     show.add_argument("--json", action="store_true")
+    merge = tickets_commands.add_parser(
+        "merge", help="merge ticket B into A: its messages, people and threading move")
+    merge.add_argument("survivor", type=int, metavar="A")
+    merge.add_argument("merged", type=int, metavar="B")
+    merge.set_defaults(handler=_tickets_merge)
 
     failed = commands.add_parser("failed", help="messages that could not be processed")
     failed_commands = failed.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -95,6 +100,12 @@ def _instant(text: str) -> datetime:
     return value
 
 
+def _tickets_merge(config, args) -> int:
+    from .desk.merge import cmd_merge
+
+    return cmd_merge(config, args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -106,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
 
         config = config_module.load(args.config)
         _setup_logging(config, args)
-        handler = COMMANDS[args.command]
+        # A subcommand may name its own function (tickets merge); else the command's.
+        handler = getattr(args, "handler", None) or COMMANDS[args.command]
         return handler(config, args)
     except MailhelpError as error:
         from .mail.printable import printable

@@ -30,6 +30,7 @@ LOOKED_AT = 1000  # lines from the top where commands may stand
 _SHOWN = 200  # characters of a bad line quoted back in an error
 _LINE = re.compile(r"^#([a-z]+)\b\s*(.*)$", re.I)
 _ADDRESS = re.compile(r"^<?([^<>\s@]+@[^<>\s@]+\.[^<>\s@]+)>?$")
+_NUMBER = re.compile(r"^#?(\d{1,9})$")  # #merge's ticket: "12" or "#12"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Effects:
     status_set: bool = False
     released: bool = False
     assigned: str = ""  # the address an #assign gave the ticket to (not #take)
+    merged_into: int | None = None  # #merge: the ticket this one now is part of
     changes: list[str] | None = None
 
     def record(self, change: str) -> None:
@@ -95,6 +97,8 @@ def parse(text: str) -> Parsed:
             break
         name, argument = match.group(1).lower(), match.group(2).strip()
         problem = _check(name, argument)
+        if not problem and commands and commands[-1].name == "merge":
+            problem = "#merge must be the last command (the ticket is gone after it)"
         if not problem and len(commands) == MAX_COMMANDS:
             problem = f"more than {MAX_COMMANDS} commands"
         if problem:
@@ -116,6 +120,8 @@ def _check(name: str, argument: str) -> str:
         return f"#{name} needs an email address"
     if spec.argument == "[NAME]" and len(argument) > MAX_ARGUMENT:
         return f"#{name}: the name is too long"
+    if spec.argument == "N" and not _NUMBER.match(argument):
+        return f"#{name} needs a ticket number"
     if spec.argument == "LEVEL" and argument.lower() not in PRIORITIES:
         return f"#{name} needs one of {', '.join(PRIORITIES)}"
     return ""
@@ -217,10 +223,25 @@ def _category(argument: str, env: Env, effects: Effects) -> str:
     return ""
 
 
+def _merge(argument: str, env: Env, effects: Effects) -> str:
+    from .merge import MergeError, merge
+
+    survivor = int(_NUMBER.match(argument).group(1))
+    if env.config is None:
+        return f"#merge {argument}: not possible here"
+    try:
+        merge(env.tx, env.config, survivor, env.ticket.id, env.actor, env.now)
+    except MergeError as error:
+        return f"#merge {argument}: {error}"
+    effects.merged_into = survivor
+    effects.record(f"merged into #{survivor}")
+    return ""
+
+
 @dataclass(frozen=True)
 class Spec:
     function: Callable[[str, Env, Effects], str]
-    argument: str  # "", "ADDRESS", "LEVEL" or "[NAME]" (optional)
+    argument: str  # "", "ADDRESS", "LEVEL", "N" (a ticket number) or "[NAME]" (optional)
     help: str
 
 
@@ -236,5 +257,6 @@ COMMANDS: dict[str, Spec] = {
     "cc": Spec(_cc, "ADDRESS", "add a participant who gets every public update"),
     "uncc": Spec(_uncc, "ADDRESS", "remove a participant"),
     "release": Spec(_release, "", "accept a held (unverified) request: its sender is told"),
+    "merge": Spec(_merge, "N", "merge this ticket into ticket N (last of the commands)"),
     "category": Spec(_category, "[NAME]", "file under a [[categories]] name; alone: none"),
 }

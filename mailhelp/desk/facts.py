@@ -7,6 +7,8 @@ asks them, in its order; the rows they load are kept on the Incoming for the han
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -19,10 +21,12 @@ from . import outsiders
 from .batch import TICKET_AND_PEOPLE
 from .handlers.common import Incoming
 from .route import Facts, SurveyFacts, Thread, TicketFacts
-from .threads import find_ticket
+from .threads import Match, find_ticket, follow_merges
 
 if TYPE_CHECKING:
     from ..mail import authenticity
+
+log = logging.getLogger(__name__)
 
 
 def gather(mail: Incoming) -> Facts:
@@ -51,9 +55,29 @@ def _thread(mail: Incoming) -> Thread | None:
     ticket = tx.get(Ticket, match.ticket_id, options=TICKET_AND_PEOPLE) if match else None
     if ticket is None:
         return None
+    merged = ticket.merged_into_id is not None
+    if merged:
+        ticket, match = _survivor(mail, ticket, match)
     mail.tickets[ticket.id] = ticket
+    # Mail about a merged ticket keeps its own subject: not a new one on the survivor.
     return Thread(match, TicketFacts(ticket.id, ticket.status, ticket.closed_at,
-                                     _may_join(mail, ticket), ticket.subject))
+                                     _may_join(mail, ticket), "" if merged else ticket.subject))
+
+
+def _survivor(mail: Incoming, ticket: Ticket, match: Match) -> tuple[Ticket, Match]:
+    """A merged ticket's mail goes to the ticket it was merged into (desk/merge.py), and
+    who may join is asked of that one: the merged ticket's people moved there."""
+    tx = mail.tx
+
+    def merged_into(ticket_id: int) -> int | None:
+        found = tx.get(Ticket, ticket_id)
+        return found.merged_into_id if found is not None else None
+
+    survivor_id = follow_merges(ticket.id, merged_into)
+    survivor = tx.get(Ticket, survivor_id, options=TICKET_AND_PEOPLE)
+    log.info("message=%s action=follow_merge ticket=%s survivor=%s thread=%s",
+             mail.inbound.message_id, ticket.id, survivor_id, match.reason)
+    return survivor, replace(match, ticket_id=survivor_id)
 
 
 def _may_join(mail: Incoming, ticket: Ticket) -> bool:

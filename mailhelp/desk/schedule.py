@@ -34,6 +34,8 @@ def wanted(config: Config, ticket: Ticket, has_survey: bool) -> dict[str, timede
     """Job kind -> delay from now (business time), for a ticket in its current status."""
     lifecycle, survey = config.lifecycle, config.survey
     jobs: dict[str, timedelta] = {}
+    if ticket.merged_into_id is not None:
+        return jobs  # merged (desk/merge.py): its survivor has the timed work
     if ticket.status == TicketStatus.PENDING:
         jobs["reminder"] = lifecycle.pending_reminder_after
         jobs["auto_resolve"] = lifecycle.pending_resolve_after

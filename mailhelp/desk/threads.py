@@ -68,6 +68,27 @@ def find_ticket(
     return None
 
 
+# A merged ticket names its survivor (tickets.merged_into_id); no chain the desk makes is
+# longer than one hop (merge.py refuses to merge into or out of a merged ticket), so a
+# longer one, or a loop, is a damaged record: followed this far, and no further.
+MERGE_HOPS = 5
+
+
+def follow_merges(ticket_id: int, merged_into: Callable[[int], int | None],
+                  hops: int = MERGE_HOPS) -> int:
+    """The ticket mail naming ``ticket_id`` goes to: its survivor, if it was merged
+    (``merged_into`` answers for one ticket), followed at most ``hops`` times and never
+    round a loop."""
+    seen = {ticket_id}
+    for _ in range(hops):
+        survivor = merged_into(ticket_id)
+        if survivor is None or survivor in seen:
+            break
+        seen.add(survivor)
+        ticket_id = survivor
+    return ticket_id
+
+
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs|r|ref)\s*(\[\d+\])?\s*:\s*)+", re.I)
 
 

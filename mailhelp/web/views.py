@@ -62,6 +62,7 @@ def ticket_json(ticket: Ticket, messages: list[Message] | None = None,
         "resolved_at": iso(ticket.resolved_at, zone),
         "closed_at": iso(ticket.closed_at, zone),
         "linked_ticket": ticket.linked_ticket_id,
+        "merged_into": ticket.merged_into_id,  # merged (tickets merge, #merge): the survivor
         "survey": survey_json(ticket.survey, zone),
     }
     if messages is not None:
@@ -109,8 +110,11 @@ def ticket_messages(session: Session, ticket_id: int) -> list[Message]:
 
 
 def ticket_deliveries(session: Session, ticket_id: int) -> Deliveries:
+    # By the ticket's messages, not the outbox rows' ticket: a merged ticket's mail moved
+    # to its survivor, and its outbox rows stayed (both Message-IDs are indexed).
     rows = session.execute(select(Outbox.message_row_id, Outbox.status, Outbox.last_error)
-                           .where(Outbox.ticket_id == ticket_id,
+                           .join(Message, Message.message_id == Outbox.message_id)
+                           .where(Message.ticket_id == ticket_id,
                                   Outbox.message_row_id.is_not(None)))
     return {row.message_row_id: (row.status, row.last_error) for row in rows}
 
@@ -137,6 +141,8 @@ def ticket_text(ticket: Ticket, messages: list[Message],
                 deliveries: Deliveries | None = None, zone: tzinfo | None = None) -> str:
     lines = [
         f"Ticket #{ticket.id}: {printable(ticket.subject)}",
+        *([f"  merged into #{ticket.merged_into_id}: its messages and people are there"]
+          if ticket.merged_into_id is not None else []),
         f"  status {ticket.status}, priority {ticket.priority}",
         f"  requester {printable(ticket.requester.address)}"
         + (f", assignee {printable(ticket.assignee.address)}" if ticket.assignee else ""),

@@ -42,6 +42,10 @@ def staff_answer(mail: Incoming, route: Route) -> Outcome:
                 break
     if problem:
         return _command_failed(mail, ticket, reason, problem)
+    if effects.merged_into is not None:
+        # #merge (always the last command): the ticket's conversation is the survivor's
+        # now, and so is this message and the answer in it.
+        ticket = mail.ticket(effects.merged_into)
     internal = parsed.internal
     kind = "note" if internal else "staff_reply"
     kept = [a for a in inbound.attachments if a not in oversized(mail.ctx, inbound)]
