@@ -36,19 +36,34 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="process messages from files or standard input")
     ingest.add_argument("files", nargs="*", metavar="FILE")
 
-    tickets = commands.add_parser("tickets", help="list or show tickets")
+    tickets = commands.add_parser("tickets", help="list, show, change, export tickets")
     tickets_commands = tickets.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = tickets_commands.add_parser("list", help="one line per ticket")
-    listing.add_argument("--status", choices=list(TicketStatus))
-    listing.add_argument("--json", action="store_true")
+    listing = tickets_commands.add_parser(
+        "list", help="a table in a terminal (tab-separated with a header row when piped)")
+    _ticket_filters(listing)
+    listing.add_argument("--json", action="store_true", help="a JSON array")
     show = tickets_commands.add_parser("show", help="one ticket with its messages")
     show.add_argument("id", type=int, metavar="N")
     show.add_argument("--json", action="store_true")
-    merge = tickets_commands.add_parser(
-        "merge", help="merge ticket B into A: its messages, people and threading move")
-    merge.add_argument("survivor", type=int, metavar="A")
-    merge.add_argument("merged", type=int, metavar="B")
-    merge.set_defaults(handler=_tickets_merge)
+    change = tickets_commands.add_parser(
+        "set", help="change a ticket as #commands by mail would, with the usual mail")
+    change.add_argument("id", type=int, metavar="N")
+    change.add_argument("--status", choices=[s for s in TicketStatus if s != "new"])
+    change.add_argument("--assign", metavar="ADDRESS", help="a staff address")
+    change.add_argument("--priority", choices=("low", "normal", "high", "urgent"))
+    change.add_argument("--category", metavar="NAME",
+                        help='a [[categories]] name; "" for none')
+    export = tickets_commands.add_parser("export", help="the listing as CSV or JSON")
+    export.add_argument("--format", choices=("csv", "json"), required=True)
+    export.add_argument("-o", "--output", metavar="FILE", help="instead of standard output")
+    _ticket_filters(export)
+    files = tickets_commands.add_parser(
+        "attachment", help="write a ticket's file (all, without ID) under its own name")
+    files.add_argument("id", type=int, metavar="N")
+    files.add_argument("attachment_id", type=int, nargs="?", metavar="ID",
+                       help="as tickets show lists it")
+    files.add_argument("-o", "--output", metavar="FILE",
+                       help="write here, replacing a file already there")
 
     failed = commands.add_parser("failed", help="messages that could not be processed")
     failed_commands = failed.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -88,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true",
                       help="leave the servers running until Ctrl-C, to look around")
     return parser
+
+
+def _ticket_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--status", action="append", choices=list(TicketStatus),
+                        help="repeat for several")
+    parser.add_argument("--assignee", metavar="ADDRESS", help='"none": unassigned')
+    parser.add_argument("--requester", metavar="ADDRESS")
+    parser.add_argument("--school", metavar="NAME")
+    parser.add_argument("--category", metavar="NAME")
+    parser.add_argument("--search", metavar="TEXT",
+                        help="tickets with every word in a subject or message text")
+    parser.add_argument("--since", metavar="D", help="opened since: 30d, or a date")
+    parser.add_argument("--limit", type=int, metavar="N", help="the newest N")
 
 
 def _instant(text: str) -> datetime:

@@ -11,39 +11,116 @@ from .states import RawState
 
 
 def cmd_tickets(config, args) -> int:
+    """list, show, set, export, attachment (``merge`` is tickets_merge's)."""
+    from .app import App
+
+    handler = TICKET_ACTIONS.get(args.action)
+    if handler is None:
+        raise UsageError(f"tickets {args.action}: not available")
+    app = App.create(config)
+    return handler(app, args)
+
+
+def _list(app, args) -> int:
+    from .cli_tickets import (
+        print_tabbed,
+        print_table,
+        streamed,
+        terminal_width,
+        ticket_object,
+        write_json_array,
+    )
+    from .ticket_filters import Filters, listing_query
+
+    zone = app.config.helpdesk.zone  # times as the desk's clock shows them, JSON's too
+    filters = Filters.from_args(args, app.clock(), zone)
+    query = listing_query(filters, app.db.dialect, people=args.json)
+    out = sys.stdout
+    with app.db.sessions() as session:
+        tickets = streamed(session, query)
+        if args.json:
+            write_json_array((ticket_object(t, zone) for t in tickets), out)
+        elif out.isatty():
+            print_table(tickets, zone, out, terminal_width(out))
+        else:
+            print_tabbed(tickets, zone, out)
+    return 0
+
+
+def _export(app, args) -> int:
+    from contextlib import nullcontext
+
+    from .cli_tickets import streamed, ticket_object, write_csv, write_json_array
+    from .private import private_file
+    from .ticket_filters import Filters, listing_query
+
+    zone = app.config.helpdesk.zone
+    filters = Filters.from_args(args, app.clock(), zone)
+    query = listing_query(filters, app.db.dialect, people=True)
+    if args.output:
+        private_file(args.output)  # 0600 before a line is in it
+    with app.db.sessions() as session, (
+            open(args.output, "w", newline="", encoding="utf-8") if args.output
+            else nullcontext(sys.stdout)) as out:
+        tickets = streamed(session, query)
+        if args.format == "csv":
+            write_csv(tickets, zone, out)
+        else:
+            write_json_array((ticket_object(t, zone) for t in tickets), out)
+    return 0
+
+
+def _show(app, args) -> int:
     import json
 
-    from .app import App
-    from .web.views import (
-        ticket_deliveries,
-        ticket_json,
-        ticket_line,
-        ticket_messages,
-        ticket_query,
-        ticket_text,
-    )
+    from .cli_tickets import conversation_text, found_ticket, ticket_object
+    from .web.views import ticket_deliveries, ticket_messages
 
-    app = App.create(config)
-    zone = config.helpdesk.zone  # times as the desk's clock shows them, JSON's too
+    zone = app.config.helpdesk.zone
     with app.db.sessions() as session:
-        if args.action == "list":
-            tickets = list(session.scalars(ticket_query(args.status)))
-            if args.json:
-                print(json.dumps([ticket_json(t, zone=zone) for t in tickets], indent=1))
-            else:
-                for ticket in tickets:
-                    print(ticket_line(ticket, zone))
-            return 0
-        ticket = session.scalar(ticket_query().filter_by(id=args.id))
-        if ticket is None:
-            raise MailhelpError(f"ticket {args.id} not found")
+        ticket = found_ticket(session, args.id)
         messages = ticket_messages(session, ticket.id)
         deliveries = ticket_deliveries(session, ticket.id)
         if args.json:
-            print(json.dumps(ticket_json(ticket, messages, deliveries, zone), indent=1))
+            print(json.dumps(ticket_object(ticket, zone, messages, deliveries), indent=1))
         else:
-            print(ticket_text(ticket, messages, deliveries, zone))
+            print(conversation_text(ticket, messages, deliveries, zone))
     return 0
+
+
+def _set(app, args) -> int:
+    from .app import flush_outbox
+    from .cli_tickets import found_ticket
+    from .db.session import transaction
+    from .db.storage import AttachmentStore
+    from .ticket_set import actor, apply, command_lines
+
+    lines = command_lines(args)
+    who, now = actor(), app.clock()
+    with transaction(app.db) as tx:
+        ticket = found_ticket(tx, args.id)
+        changes = apply(tx, app.config, ticket, lines, who, now,
+                        AttachmentStore(app.config.storage.attachments_dir))
+    print(f"ticket {args.id}: " + ("; ".join(changes) or "unchanged"))
+    flush_outbox(app)  # the mail the change caused, now rather than at the next pass
+    return 0
+
+
+def _attachment(app, args) -> int:
+    from .db.storage import AttachmentStore
+    from .ticket_files import files_of, write_out
+
+    store = AttachmentStore(app.config.storage.attachments_dir)
+    with app.db.sessions() as session:
+        found = files_of(session, args.id, args.attachment_id)
+        written = write_out(store, found, args.output)
+    for item in written:
+        print(f"file {item.attachment_id}: {item.size} bytes -> {item.path}")
+    return 0
+
+
+TICKET_ACTIONS = {"list": _list, "show": _show, "set": _set, "export": _export,
+                  "attachment": _attachment}
 
 
 def cmd_failed(config, args) -> int:
@@ -127,16 +204,4 @@ def cmd_report(config, args) -> int:
     from .durations import parse_duration
     from .report import as_html, as_text, figures
 
-    try:
-        since = parse_duration(args.since)
-    except ValueError as error:
-        raise UsageError(f"--since: {error}") from None
-    app = App.create(config)
-    now = app.clock()
-    with app.db.sessions() as session:
-        data = figures(session, now - since, now, config.helpdesk.zone)
-    if args.format == "json":
-        print(json.dumps(data, indent=1))
-    else:
-        print(as_html(data) if args.format == "html" else as_text(data))
-    return 0
+    return run(config, args)

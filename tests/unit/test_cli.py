@@ -74,7 +74,9 @@ def test_ingest_then_list_and_show(config):
     assert "messages" not in listed[0]
     assert listed[0]["created_at"].endswith("+00:00")
     text = mailhelp(config, "tickets", "list").stdout.decode().splitlines()
-    assert len(text) == 2 and "Kein Zugang zum Notenbuch" in text[1]
+    # Piped: a header row naming the tab-separated columns, then one line per ticket.
+    assert len(text) == 3 and text[0].startswith("id\tstatus")
+    assert "Kein Zugang zum Notenbuch" in text[2]
     shown = json.loads(mailhelp(config, "tickets", "show", "2", "--json").stdout)
     [request] = [m for m in shown["messages"] if m["kind"] == "request"]
     assert request["from"] == "teacher2@school.test" and "Notenbuch" in request["text"]

@@ -14,6 +14,7 @@ from alembic import context
 from mailhelp.db.migrate import Progress, check_foreign_keys, foreign_keys_off
 from mailhelp.db.models import Base
 from mailhelp.db.session import WRITE, Database
+from mailhelp.search import include_name
 
 config = context.config
 engine = (config.attributes.get("engine")
@@ -40,6 +41,9 @@ with engine.connect() as connection:
             # on its own; it is, once sqlite3 leaves BEGIN to us (session.py).
             transactional_ddl=True,
             on_version_apply=[applied],
+            # Migration 0010's search tables and indexes are not models: autogenerate
+            # must not drop them.
+            include_name=include_name,
         )
         with context.begin_transaction():
             if sqlite and progress.pending:

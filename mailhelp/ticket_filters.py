@@ -1,0 +1,120 @@
+"""The filters of ``tickets list`` and ``tickets export``, as one query.
+
+A page of tickets is one SELECT with its requester and assignee joined in (and, for
+JSON, the participants and surveys of the whole page in one more query each): never a
+query per ticket. Each filter is served by an index of migration 0009 (status,
+assignee, requester, school, category, created_at) or by 0010's search.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, tzinfo
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import aliased, contains_eager, selectinload
+
+from .db.models import Participant, Person, Ticket
+from .durations import parse_duration
+from .errors import UsageError
+from .search import matching_ticket_ids, words
+from .states import TicketStatus
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class Filters:
+    statuses: tuple[str, ...] = ()
+    assignee: str = ""  # an address, or "none" for unassigned tickets
+    requester: str = ""
+    school: str = ""
+    category: str = ""
+    search: str = ""
+    since: datetime | None = None  # opened at or after
+    limit: int | None = None  # the newest N
+
+    @classmethod
+    def from_args(cls, args, now: datetime, zone: tzinfo) -> Filters:
+        limit = getattr(args, "limit", None)
+        if limit is not None and limit < 1:
+            raise UsageError("--limit: give a number of tickets, 1 or more")
+        return cls(statuses=tuple(dict.fromkeys(args.status or ())),
+                   assignee=(args.assignee or "").strip().lower(),
+                   requester=(args.requester or "").strip().lower(),
+                   school=(args.school or "").strip(), category=(args.category or "").strip(),
+                   search=args.search or "",
+                   since=since_instant(args.since, now, zone) if args.since else None,
+                   limit=limit)
+
+
+def since_instant(text: str, now: datetime, zone: tzinfo) -> datetime:
+    """``--since``: a duration back from now (``30d``), a date (midnight on the desk's
+    clock) or an ISO 8601 instant (without a zone: the desk's)."""
+    text = text.strip()
+    if _DATE.match(text):
+        try:
+            return datetime.combine(date.fromisoformat(text), time(), zone)
+        except ValueError:
+            raise UsageError(f"--since: {text!r} is not a date") from None
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--since: {text!r} is neither a duration (30d, 12h) nor a date "
+                         "(2026-11-01)") from None
+    return instant if instant.tzinfo else instant.replace(tzinfo=zone)
+
+
+def status_names(values: list[str] | None) -> list[str]:
+    known = list(TicketStatus)
+    for value in values or ():
+        if value not in known:
+            raise UsageError(f"--status: {value!r} is not one of {', '.join(known)}")
+    return list(values or ())
+
+
+def listing_query(filters: Filters, dialect: str, *, people: bool = False) -> Select:
+    """The tickets the filters select, oldest first (with a limit: the newest N, still
+    in that order). ``people``: participants and surveys too (the JSON objects)."""
+    requester, assignee = aliased(Person), aliased(Person)
+    conditions = []
+    if filters.statuses:
+        conditions.append(Ticket.status.in_(filters.statuses))
+    if filters.assignee == "none":
+        conditions.append(Ticket.assignee_id.is_(None))
+    elif filters.assignee:
+        conditions.append(assignee.address == filters.assignee)
+    if filters.requester:
+        conditions.append(requester.address == filters.requester)
+    if filters.school:
+        conditions.append(Ticket.school == filters.school)
+    if filters.category:
+        conditions.append(Ticket.category == filters.category)
+    if filters.since is not None:
+        conditions.append(Ticket.created_at >= filters.since)
+    if filters.search:
+        found = words(filters.search)
+        if not found:  # only punctuation: no word to look for, so no ticket has it
+            conditions.append(Ticket.id.is_(None))
+        for n, word in enumerate(found):
+            conditions.append(Ticket.id.in_(select(matching_ticket_ids(dialect, word, n))))
+    query = (select(Ticket).join(requester, Ticket.requester)
+             .outerjoin(assignee, Ticket.assignee)
+             .options(contains_eager(Ticket.requester.of_type(requester)),
+                      contains_eager(Ticket.assignee.of_type(assignee))))
+    if people:
+        query = query.options(
+            selectinload(Ticket.participants).joinedload(Participant.person),
+            selectinload(Ticket.survey))
+    if filters.limit is not None:
+        # The newest N by id, shown oldest first: the page's ids, then the page.
+        newest = (select(Ticket.id).join(requester, Ticket.requester)
+                  .outerjoin(assignee, Ticket.assignee).where(*conditions)
+                  .order_by(Ticket.id.desc()).limit(filters.limit))
+        return query.where(Ticket.id.in_(newest)).order_by(Ticket.id)
+    return query.where(*conditions).order_by(Ticket.id)
