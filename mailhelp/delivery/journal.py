@@ -138,6 +138,9 @@ class SentJournal:
             with self.lock:
                 notes = self.connection.execute("SELECT outbox_id, sent_at FROM sent").fetchall()
             if not notes:
+                # Another sender of the desk carried them (its count is this one's no
+                # more): without this, a flush that finds nothing due carried forever.
+                self.count = 0
                 return
             with self.db.engine.connect() as connection, \
                     connection.execution_options(**{WRITE: True}).begin():

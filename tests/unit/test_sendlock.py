@@ -18,10 +18,11 @@ from contextlib import contextmanager
 
 import pytest
 
+from mailhelp.delivery.journal import SentJournal
 from mailhelp.delivery.worker import OutboxSender
 from mailhelp.states import OutboxStatus
 from tests.helpers import ROOT
-from tests.unit.smtp_answering import desk_with_mail, rows
+from tests.unit.smtp_answering import NOW, desk_with_mail, rows
 
 REQUESTS = 60  # an acknowledgement and a staff notification each: 120 rows
 
@@ -70,14 +71,18 @@ def flush_in_thread(sender: OutboxSender, start: threading.Barrier | None, resul
         except BaseException as error:  # the test thread asserts on it
             results.append(error)
 
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=run, daemon=True)  # one that hangs fails, not blocks
     thread.start()
     return thread
 
 
+def journal_dir(sender: OutboxSender) -> str:
+    """[storage] attachments_dir, where PostgreSQL's journal is (SQLite's: beside it)."""
+    return os.path.dirname(sender.journal.path)
+
+
 def second_sender(db, sender: OutboxSender) -> OutboxSender:
-    return OutboxSender(sender.config, db, sender.clock,
-                        os.path.dirname(sender.journal.path) if sender.journal else "")
+    return OutboxSender(sender.config, db, sender.clock, journal_dir(sender))
 
 
 def test_two_senders_at_once_send_every_row_exactly_once(many):
@@ -143,3 +148,21 @@ def test_a_flush_that_gave_up_waiting_leaves_no_lock_behind(setup, database_url)
     assert not later.is_alive() and not isinstance(results[0], BaseException), results
     assert results[0].sent == 2
     assert sorted(received_ids(handler).values()) == [1, 1]
+
+
+def test_a_sender_whose_journal_notes_another_carried_still_ends_its_flush(setup):
+    # The journal of sent mail is the desk's, shared by its senders: notes the sender saw
+    # when it opened it were carried into the outbox by another before its flush (its
+    # count of them stale). The flush carried "them" again and again, forever.
+    handler, db, sender, clock = setup
+    other = SentJournal.for_database(db, journal_dir(sender))
+    other.note([row.id for row in rows(db).values()], NOW)  # another sender sent both...
+    late = second_sender(db, sender)  # (this one sees two notes)
+    other.carry()  # ...and carried its notes into the outbox
+    other.close()
+    results: list = []
+    flushing = flush_in_thread(late, None, results, timeout=20)
+    flushing.join(30)
+    assert not flushing.is_alive() and not isinstance(results[0], BaseException), results
+    assert results[0].sent == 0 and handler.received == []
+    assert {row.status for row in rows(db).values()} == {OutboxStatus.SENT}
