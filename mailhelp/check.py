@@ -243,3 +243,6 @@ def _templates(config: Config) -> str:
     shown = f"; logo {config.helpdesk.logo} ({logo.subtype}, {len(logo.data) // 1024} KB, " \
         "inline)" if logo else ""
     return f"{len(KINDS)} mail templates render ({where}){shown}"
+    from .reports.html import sample as report_sample
+
+    sample = report_sample(sample["helpdesk"]) | sample  # the digest's report and charts

@@ -73,9 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("id", type=int, nargs="?", metavar="ID")
 
     report = commands.add_parser("report", help="volumes, response times, satisfaction")
-    report.add_argument("--since", default="30d", metavar="DURATION",
-                        help="how far back (default 30d)")
-    report.add_argument("--format", choices=("text", "json", "html"), default="text")
+    report.add_argument("--since", metavar="DURATION|DATE",
+                        help="how far back: 30d (the default), or from a date's local "
+                        "midnight, 2026-11-01")
+    report.add_argument("--month", metavar="YYYY-MM", help="a calendar month, desk time")
+    report.add_argument("--from", dest="date_from", metavar="DATE",
+                        help="with --to: from this day's local midnight")
+    report.add_argument("--to", dest="date_to", metavar="DATE",
+                        help="with --from: to the end of this day (included)")
+    report.add_argument("--by", choices=("assignee", "school", "category"),
+                        help="every figure per group too")
+    report.add_argument("--format", choices=("text", "json", "html", "csv"), default="text")
+    report.add_argument("--mail", action="store_true",
+                        help="queue the digest to [report] digest_to now (default period: "
+                        "the 7 days before today)")
 
     status = commands.add_parser("status", help="health of the running desk (exit 1: degraded)")
     status.add_argument("--json", action="store_true", help="one JSON object")

@@ -198,22 +198,6 @@ def _refile_recovered(app, raw_ids: list[int]) -> None:
 
 
 def cmd_report(config, args) -> int:
-    import json
+    from .reports.command import run
 
-    from .app import App
-    from .durations import parse_duration
-    from .report import as_html, as_text, figures
-
-    try:
-        since = parse_duration(args.since)
-    except ValueError as error:
-        raise UsageError(f"--since: {error}") from None
-    app = App.create(config)
-    now = app.clock()
-    with app.db.sessions() as session:
-        data = figures(session, now - since, now, config.helpdesk.zone)
-    if args.format == "json":
-        print(json.dumps(data, indent=1))
-    else:
-        print(as_html(data) if args.format == "html" else as_text(data))
-    return 0
+    return run(config, args)

@@ -173,6 +173,56 @@ class WorkCalendar:
         raise AssertionError("the walk over open hours is bounded by the holidays")
 
 
+    # -- the other way round: how much open time lies between two moments ------------
+
+    def between(self, start: datetime, end: datetime) -> timedelta:
+        """The open time from ``start`` to ``end`` (aware): what a delay from ``start``
+        has used up by ``end``; zero if ``end`` is not later. Whole days between the
+        two are counted by arithmetic (weeks, then the holiday spans in the way), so the
+        cost grows with the holidays, not with the distance."""
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("business time needs an aware datetime")
+        if end <= start:
+            return timedelta(0)
+        if self.elapsed:
+            return end - start
+        a, b = _local(start, self.zone), _local(end, self.zone)
+        a_since = a - datetime.combine(a.date(), time())
+        b_since = b - datetime.combine(b.date(), time())
+        if a.date() == b.date():
+            if not self.is_open_day(a.date()):
+                return timedelta(0)
+            return max(timedelta(0), min(self.closes, b_since) - max(self.opens, a_since))
+        total = timedelta(0)
+        if self.is_open_day(a.date()):
+            total += max(timedelta(0), self.closes - max(self.opens, a_since))
+        if self.is_open_day(b.date()):
+            total += max(timedelta(0), min(self.closes, b_since) - self.opens)
+        middle = self._open_days(a.date() + DAY, b.date() - DAY)
+        return total + middle * (self.closes - self.opens)
+
+    def _open_days(self, first: date, last: date) -> int:
+        """How many open days from ``first`` to ``last`` (both included)."""
+        if last < first:
+            return 0
+        count = self._weekdays(first, last)
+        for i in range(max(0, bisect_right(self.lasts, first - DAY)), len(self.firsts)):
+            if self.firsts[i] > last:
+                break
+            count -= self._weekdays(max(first, self.firsts[i]), min(last, self.lasts[i]))
+        return count
+
+    def _weekdays(self, first: date, last: date) -> int:
+        """How many of the open weekdays fall from ``first`` to ``last`` (included)."""
+        if last < first:
+            return 0
+        days = (last - first).days + 1
+        count = days // 7 * len(self.days)
+        for k in range(days % 7):
+            count += (first.weekday() + k) % 7 in self.days
+        return count
+
+
 def _whole_below(left: timedelta, unit: timedelta) -> int:
     """How many whole ``unit``s fit in ``left`` with some of it still to go."""
     return max(0, (left - timedelta(microseconds=1)) // unit)

@@ -346,6 +346,16 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """[report]: the director's weekly digest (``mailhelp report``, mailed)."""
+
+    # Who gets the digest: the HTML report (with a text part) of the 7 days before each
+    # occurrence of digest_schedule (desk time), once per occurrence. Empty: no digest.
+    digest_to: tuple[str, ...] = ()
+    digest_schedule: WeeklyAt | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration file, one field per section."""
 
@@ -365,6 +375,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     templates: TemplatesConfig = field(default_factory=TemplatesConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     path: str = ""
 
     def own_domain(self, address: str) -> bool:

@@ -33,14 +33,31 @@ NOTHING = "nothing in the queue"
 
 
 def next_due(config: Config, now: datetime) -> datetime | None:
-    """When the next scheduled mail is due (aware UTC), or None if none is set up."""
+    """When the next scheduled mail (the morning queue, the director's weekly digest)
+    is due (aware UTC), or None if none is set up."""
+    from ..reports import mailing
+
+    dues = [due for due in (_queue_next_due(config, now), mailing.next_due(config, now))
+            if due is not None]
+    return min(dues) if dues else None
+
+
+def run_due(db: Database, config: Config, now: datetime) -> int:
+    """The scheduled mail due at ``now``: the morning queue, then the weekly digest
+    (reports/mailing.py, recorded here too as kind "digest"); how many were queued."""
+    from ..reports import mailing
+
+    return _queue_run_due(db, config, now) + mailing.run_due(db, config, now)
+
+
+def _queue_next_due(config: Config, now: datetime) -> datetime | None:
     schedule = config.staff.queue_digest
     if schedule is None or not config.staff.addresses:
         return None
     return digest.next_due(schedule, config.helpdesk.zone, now)
 
 
-def run_due(db: Database, config: Config, now: datetime) -> int:
+def _queue_run_due(db: Database, config: Config, now: datetime) -> int:
     """Send the morning queue due at ``now`` to each technician who has not had it;
     return how many mails were queued."""
     schedule = config.staff.queue_digest

@@ -1,0 +1,35 @@
+"""The director's report (``mailhelp report``) and the weekly digest mail.
+
+periods.py which stretch of time; data.py the rows (three set-based queries);
+figures.py and charts.py the numbers (pure); render.py text, JSON, CSV; html.py the
+``digest`` template's variables (the HTML page and the mail); mailing.py the digest
+through the outbox, once per occurrence; command.py the command line's side.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from ..worktime import work_calendar
+from .data import fetch
+from .figures import report
+from .periods import Period
+
+
+def build(session: Session, config, period: Period, by: str | None = None) -> dict:
+    """The report's data over ``period``, grouped ``by`` assignee, school or category."""
+    calendar = work_calendar(config)
+    return report(fetch(session, period), period, calendar.between, by,
+                  business_hours=not calendar.elapsed)
+
+
+def figures(session: Session, since: datetime, now: datetime, zone=None) -> dict:
+    """The older entry point: the report from ``since`` to ``now``, elapsed time."""
+    from zoneinfo import ZoneInfo
+
+    zone = zone or ZoneInfo("UTC")
+    period = Period(since, now, zone, f"{since.astimezone(zone).date()} to "
+                    f"{now.astimezone(zone).date()}")
+    return report(fetch(session, period), period, lambda a, b: b - a, None, False)

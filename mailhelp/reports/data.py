@@ -1,0 +1,111 @@
+"""The rows a report is made from, read with three set-based queries (no query per
+ticket): the status changes since the period began, the tickets the period can see
+(opened in it, still active, or changed since it began), and the surveys sent in it.
+Plain values out; figures.py does the counting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from ..db.models import Person, Survey, Ticket, TicketEvent
+from ..states import DONE
+from .periods import Period
+
+ACTIVE = ("new", "open", "pending")
+
+
+@dataclass(frozen=True)
+class TicketRow:
+    id: int
+    subject: str
+    status: str  # now
+    created_at: datetime
+    first_response_at: datetime | None
+    assignee: str  # address, "" if nobody
+    school: str
+    category: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of status, from ``old`` to ``new``, by ``actor``."""
+
+    ticket_id: int
+    at: datetime
+    actor: str
+    old: str
+    new: str
+
+    @property
+    def resolves(self) -> bool:
+        # Closed straight from an active state is a resolution too.
+        return self.new == "resolved" or (self.new == "closed" and self.old not in DONE)
+
+    @property
+    def reopens(self) -> bool:
+        return self.old in DONE and self.new not in DONE
+
+
+@dataclass(frozen=True)
+class SurveyRow:
+    ticket_id: int
+    sent_at: datetime
+    rating: int | None
+    comment: str
+
+
+@dataclass(frozen=True)
+class Rows:
+    tickets: dict[int, TicketRow]
+    changes: list[Change]  # since the period's start (to now), oldest first
+    surveys: list[SurveyRow]  # sent in the period
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def fetch(session: Session, period: Period) -> Rows:
+    changed = (select(TicketEvent.ticket_id)
+               .where(TicketEvent.action == "status", TicketEvent.at >= period.start))
+    changes = []
+    for ticket_id, at, actor, detail in session.execute(
+            select(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.actor,
+                   TicketEvent.detail)
+            .where(TicketEvent.action == "status", TicketEvent.at >= period.start)
+            .order_by(TicketEvent.at, TicketEvent.id)):
+        old, _, new = detail.partition(" -> ")
+        changes.append(Change(ticket_id, _aware(at), actor, old.strip(), new.strip()))
+    tickets = {}
+    for row in session.execute(
+            select(Ticket.id, Ticket.subject, Ticket.status, Ticket.created_at,
+                   Ticket.first_response_at, Person.address, Ticket.school, Ticket.category)
+            .outerjoin(Person, Ticket.assignee_id == Person.id)
+            .where(Ticket.created_at < period.end, or_(
+                Ticket.created_at >= period.start, Ticket.status.in_(ACTIVE),
+                Ticket.id.in_(changed)))):
+        tickets[row[0]] = TicketRow(row[0], row[1] or "", row[2], _aware(row[3]),
+                                    _aware(row[4]), row[5] or "", row[6] or "", row[7] or "")
+    surveys = [SurveyRow(row[0], _aware(row[1]), row[2], row[3] or "")
+               for row in session.execute(
+                   select(Survey.ticket_id, Survey.sent_at, Survey.rating, Survey.comment)
+                   .where(and_(Survey.sent_at >= period.start, Survey.sent_at < period.end))
+                   .order_by(Survey.sent_at, Survey.id))]
+    missing = {s.ticket_id for s in surveys} - tickets.keys()
+    if missing:  # a survey sent in the period on a ticket done before it began
+        for row in session.execute(
+                select(Ticket.id, Ticket.subject, Ticket.status, Ticket.created_at,
+                       Ticket.first_response_at, Person.address, Ticket.school,
+                       Ticket.category)
+                .outerjoin(Person, Ticket.assignee_id == Person.id)
+                .where(Ticket.id.in_(sorted(missing)))):
+            tickets[row[0]] = TicketRow(row[0], row[1] or "", row[2], _aware(row[3]),
+                                        _aware(row[4]), row[5] or "", row[6] or "",
+                                        row[7] or "")
+    return Rows(tickets, changes, surveys)

@@ -1,0 +1,91 @@
+"""The report as mail (template kind ``digest``: an HTML page with inline SVG charts,
+and a text part) and as a saved page (``report --format html``: the same page, the logo
+as a data: URI instead of the mail's cid:)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import date
+
+from ..delivery import branding
+from ..delivery.templating import Rendered, render
+from . import charts
+from .render import as_text
+
+KIND = "digest"
+
+
+def variables(data: dict, helpdesk: dict) -> dict:
+    """What digest.txt.j2 and digest.html.j2 get: the report's data, its text form, and
+    where each chart's bars go."""
+    c = data["charts"]
+    weekly = charts.columns([[w["opened"], w["resolved"]] for w in c["weekly"]])
+    every = max(1, len(c["weekly"]) // 8)  # at most ~8 week labels under the bars
+    weekly["labels"] = [{"x": round(i * weekly["slot"] + weekly["slot"] / 2, 1),
+                         "text": date.fromisoformat(w["week"]).strftime("%d %b")}
+                        for i, w in enumerate(c["weekly"]) if i % every == 0]
+    responses = charts.columns([[b["count"]] for b in c["response_times"]])
+    responses["labels"] = [{"x": round(i * responses["slot"] + responses["slot"] / 2, 1),
+                            "text": b["bucket"]} for i, b in enumerate(c["response_times"])]
+    months = charts.columns([[m["average"]] for m in c["satisfaction_by_month"]] or [[0]],
+                            top=5)
+    months["labels"] = [{"x": round(i * months["slot"] + months["slot"] / 2, 1),
+                         "text": m["month"]} for i, m in enumerate(c["satisfaction_by_month"])]
+    schools = c["schools"]
+    widths = charts.rows_of([s["opened"] for s in schools])
+    done = charts.rows_of([s["resolved"] for s in schools] + [max(
+        [s["opened"] for s in schools] + [1])])[:-1]
+    return {
+        "helpdesk": helpdesk,
+        "report": data,
+        "report_text": as_text(data),
+        "charts": {
+            "weekly": weekly, "responses": responses, "months": months,
+            "schools": [{**s, "opened_pct": w, "resolved_pct": d}
+                        for s, w, d in zip(schools, widths, done, strict=True)],
+        },
+    }
+
+
+def mail(config, data: dict) -> Rendered:
+    """The digest mail: the logo, if any, as cid: (the outbox attaches it)."""
+    return render(KIND, variables(data, _helpdesk(config)), config.templates.dir,
+                  branding.brand(config))
+
+
+def page(config, data: dict) -> str:
+    """One self-contained HTML file: inline CSS and SVG, the logo as a data: URI."""
+    brand = branding.brand(config)
+    logo = branding.logo(config)
+    if logo is not None:
+        brand = {**brand, "logo": f"data:image/{logo.subtype};base64,"
+                 + base64.b64encode(logo.data).decode("ascii")}
+    return render(KIND, variables(data, _helpdesk(config)), config.templates.dir, brand).html
+
+
+def _helpdesk(config) -> dict:
+    return {"name": config.helpdesk.name, "address": config.helpdesk.address,
+            "timezone": config.helpdesk.timezone}
+
+
+def sample(helpdesk: dict) -> dict:
+    """The variables of a small report, for `mailhelp check` and template authors."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from .data import Change, Rows, SurveyRow, TicketRow
+    from .figures import report
+    from .periods import Period
+
+    start = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    rows = Rows(
+        {42: TicketRow(42, "Projector in room 12", "resolved", start + 26 * hour,
+                       start + 27 * hour, "tech@example.org", "Lincoln Elementary", "AV"),
+         43: TicketRow(43, "Printer jam", "open", start + 50 * hour, None, "",
+                       "Washington High", "printing")},
+        [Change(42, start + 30 * hour, "tech@example.org", "open", "resolved")],
+        [SurveyRow(42, start + 31 * hour, 5, "Quick fix, thanks!")])
+    period = Period(start, start + timedelta(days=7), ZoneInfo("UTC"),
+                    "2026-11-30 to 2026-12-06")
+    return variables(report(rows, period, lambda a, b: b - a, "school", False), helpdesk)
