@@ -28,6 +28,8 @@ COLUMNS = ("id", "status", "priority", "opened", "updated", "requester", "assign
 # The widest each column of the terminal table gets; the subject takes what is left.
 WIDEST = {"id": 7, "status": 8, "priority": 8, "opened": 16, "updated": 16,
           "requester": 28, "assignee": 24, "school": 20, "category": 14}
+SHRINKING = ("requester", "assignee", "school", "category")
+SUBJECT_AT_LEAST = 24
 EXPORT_COLUMNS = ("id", "subject", "status", "priority", "requester", "assignee",
                   "participants", "school", "room", "category", "created_at", "updated_at",
                   "first_response_at", "resolved_at", "closed_at", "merged_into",
@@ -67,15 +69,26 @@ def _cell(value: str) -> str:
 
 
 def print_table(tickets: Iterable[Ticket], zone: tzinfo, out: TextIO, width: int) -> int:
-    """Aligned columns under a header, each line cut to ``width`` characters."""
+    """Aligned columns under a header, each line at most ``width`` characters: the
+    subject takes what is left, and on a narrow terminal the widest of requester,
+    assignee, school and category give way first (down to their header's width)."""
     rows = [[_cell(c) for c in row_cells(t, zone, exact=False)] for t in tickets]
     widths = [min(WIDEST.get(name, 10**6), max([len(name)] + [len(r[i]) for r in rows]))
               for i, name in enumerate(COLUMNS)]
+    room = width - sum(widths[:-1]) - 2 * (len(COLUMNS) - 1)
+    flexible = [COLUMNS.index(name) for name in SHRINKING]
+    while room < SUBJECT_AT_LEAST:
+        wider = [i for i in flexible if widths[i] > len(COLUMNS[i])]
+        if not wider:
+            break
+        widest = max(wider, key=lambda i: widths[i] - len(COLUMNS[i]))
+        widths[widest] -= 1
+        room += 1
+    widths[-1] = max(min(widths[-1], room), len(COLUMNS[-1]))
     for row in [list(COLUMNS), *rows]:
-        cells = [c if len(c) <= w else c[:max(w - 1, 0)] + "…" for c, w in zip(row, widths,
-                                                                             strict=True)]
-        line = "  ".join(c.ljust(w) for c, w in zip(cells[:-1], widths, strict=False))
-        line = (line + "  " + cells[-1]).rstrip()
+        cells = [c if len(c) <= w else c[:max(w - 1, 0)] + "…"
+                 for c, w in zip(row, widths, strict=True)]
+        line = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
         out.write((line if len(line) <= width else line[:max(width - 1, 0)] + "…") + "\n")
     return len(rows)
 
