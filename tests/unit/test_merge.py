@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import threading
 
 import pytest
 
@@ -176,3 +177,27 @@ def test_merge_by_mail_from_staff(make_desk):
     [relay] = [r for r in desk.rows(Outbox) if r.kind == "relay"]
     assert relay.ticket_id == 1 and sorted(relay.recipients) == [
         "carol@school.test", "teacher1@school.test", "teacher2@school.test"]
+
+
+def test_two_merges_the_opposite_way_at_once_make_no_loop(make_desk):
+    # #1 into #2 asked while #2 into #1 is being done: the second waits for the first
+    # (PostgreSQL: the rows' locks; SQLite: the write lock) and then sees its result.
+    desk = make_desk(TRUST)
+    _two_requests(desk)
+    second: list[str] = []
+
+    def merge_the_other_way() -> None:
+        try:
+            _merge(desk, 2, 1)
+            second.append("merged")
+        except MergeError as error:
+            second.append(str(error))
+
+    with transaction(desk.db) as tx:
+        merge(tx, desk.pipeline.config, 1, 2, "tech1@school.test", NOW)
+        other = threading.Thread(target=merge_the_other_way)
+        other.start()
+        other.join(0.5)  # (it waits meanwhile; the outcome below is what is checked)
+    other.join(30)
+    assert second == ["ticket #2 was merged into #1; merge into #1 instead"]
+    assert [(t.id, t.merged_into_id) for t in desk.rows(Ticket)] == [(1, None), (2, 1)]
