@@ -33,6 +33,8 @@ def run_checks(config: Config) -> Iterator[CheckResult]:
     else:
         yield CheckResult("imap", True, "no [imap] section: mail only arrives by 'ingest'", True)
     yield _storage(config)
+    if config.directory.csv:
+        yield _directory(config)
     if config.ingest.socket:
         yield _ingest(config)
     elif config.imap is None:
@@ -53,6 +55,24 @@ def run_checks(config: Config) -> Iterator[CheckResult]:
             yield CheckResult(name, False, str(error))
         except Exception as error:  # report the unexpected as a failed check, not a crash
             yield CheckResult(name, False, f"{type(error).__name__}: {error}")
+
+
+def _directory(config: Config) -> CheckResult:
+    """[directory] csv: how many people it gives, and its bad rows (the first few)."""
+    from .directory import DirectoryError, path_of, read
+
+    path = path_of(config)
+    try:
+        reading = read(path)
+    except DirectoryError as error:
+        return CheckResult("directory", False, str(error))
+    detail = f"{path}: {len(reading.people)} people from {reading.rows} rows"
+    if not reading.problems:
+        return CheckResult("directory", True, detail)
+    shown = "; ".join(reading.problems[:3])
+    more = f"; and {len(reading.problems) - 3} more" if len(reading.problems) > 3 else ""
+    return CheckResult("directory", True, f"{detail}; {len(reading.problems)} skipped or "
+                       f"doubtful: {shown}{more}", warning=True)
 
 
 def _authentication(config: Config) -> CheckResult:
@@ -202,7 +222,8 @@ def _templates(config: Config) -> str:
         "helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
         "tag": config.helpdesk.subject_tag.format(id=42),
         "ticket": {"id": 42, "subject": "Projector in room 12", "status": "new",
-                   "priority": "normal", "linked_ticket": 41, "held": "dmarc=fail"},
+                   "priority": "normal", "linked_ticket": 41, "held": "dmarc=fail",
+                   "school": "Lincoln Elementary", "room": "12", "category": "Printers"},
         "linked_tag": config.helpdesk.subject_tag.format(id=41),
         "event": "new",
         "staff": {"name": "Sam Tech", "address": "tech@example.org"},

@@ -143,7 +143,9 @@ def _build(cls: type, table: dict, prefix: str, extra: dict | None = None) -> ty
 
 
 def _is_section(hint: typing.Any) -> bool:
-    return isinstance(hint, type) and hasattr(hint, "__dataclass_fields__")
+    """A section's dataclass (sections.py), not a value's (weekly.DateSpan)."""
+    return isinstance(hint, type) and hasattr(hint, "__dataclass_fields__") \
+        and hint.__module__ == Config.__module__
 
 
 # Keywords in all [[categories]]: each new ticket's subject and body are matched

@@ -105,7 +105,10 @@ def variables(config: Config, ticket: Ticket, for_staff: bool = False, **extra) 
                    "subject": _line(ticket.subject) if for_staff
                    else without_links(_line(ticket.subject)),
                    "priority": ticket.priority,
-                   "linked_ticket": ticket.linked_ticket_id, "held": ticket.held or ""},
+                   "linked_ticket": ticket.linked_ticket_id, "held": ticket.held or "",
+                   # From the district directory and [[categories]]; '' when unknown.
+                   "school": ticket.school or "", "room": ticket.room or "",
+                   "category": ticket.category or ""},
         "linked_tag": subject_tag(config, ticket.linked_ticket_id) if ticket.linked_ticket_id
         else "",
         "requester": {"name": _line(ticket.requester.name) if for_staff

@@ -29,6 +29,7 @@ from ..desk import schedule, surveys, workflow
 from ..desk.batch import Batch
 from ..desk.threads import plus_ticket, tag_pattern, thread_ids
 from ..desk.workflow import Context, Outcome, Stored
+from ..directory import Directory
 from ..errors import MailhelpError
 from ..mail.forwarded import opened_of
 from ..mail.parse import Inbound, message_id_of, parse
@@ -87,7 +88,8 @@ class Pipeline:
         self.config = config
         self.db = db
         self.clock = clock
-        self.context = Context(config, AttachmentStore(config.storage.attachments_dir))
+        self.context = Context(config, AttachmentStore(config.storage.attachments_dir),
+                               directory=Directory.of(config))
         # Called after each transaction that may have queued mail (the daemon wakes its
         # sender): a batch's first mails go out while the rest of it is processed.
         self.after_commit: Callable[[], object] = lambda: None
@@ -99,6 +101,7 @@ class Pipeline:
         """Store then process a batch; messages already done are reported, not redone."""
         results: list[Result | None] = []
         new: list[_Waiting] = []
+        self.context.directory.refresh()  # once a pass: a stat, a reading if it changed
         with self.turn():
             stored = self.store(arrivals)
         for (raw_id, uid, state), arrival in zip(stored, arrivals, strict=True):
@@ -220,6 +223,7 @@ class Pipeline:
     def sweep(self, older_than: timedelta = timedelta(minutes=1)) -> list[Result]:
         """Process stored messages a crash left ``new`` (from ingest; IMAP ones are
         found again in the inbox by their UID)."""
+        self.context.directory.refresh()
         with self.db.sessions() as session:
             ids = list(session.scalars(select(RawMessage.id).where(
                 RawMessage.state == RawState.NEW, RawMessage.uid.is_(None),
@@ -228,6 +232,7 @@ class Pipeline:
 
     def process(self, raw_id: int, uid: int | None = None) -> Result:
         """Parse and apply one stored message (e.g. a failed one, again)."""
+        self.context.directory.read_once()  # a pass (accept, sweep) reads it again
         with self.db.sessions() as session:
             raw_bytes = session.get(RawMessageBody, raw_id).raw
         return self._process(raw_id, uid, raw_bytes)

@@ -22,7 +22,7 @@ def ticket(subject: str, requester_name: str = "Jane") -> SimpleNamespace:
     person = SimpleNamespace(name=requester_name, address="teacher1@school.test")
     return SimpleNamespace(id=7, subject=subject, status="new", priority="normal",
                            requester=person, participants=[], linked_ticket_id=None,
-                           held=None)
+                           held=None, school="", room="", category="")
 
 
 def render(subject: str, text: str = "hello", name: str = "Jane") -> email.message.EmailMessage:

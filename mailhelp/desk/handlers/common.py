@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from ...config import Config
 from ...db.models import Attachment, Message, Survey, Ticket
 from ...db.storage import AttachmentStore, safe_filename
+from ...directory import Directory
 from ...mail.parse import Attachment as ParsedAttachment
 from ...mail.parse import Inbound
 from ..batch import Batch
@@ -40,6 +41,7 @@ class Context:
     config: Config
     store: AttachmentStore
     batch: Batch | None = None  # the pipeline's, for the messages of one transaction
+    directory: Directory | None = None  # [directory] csv: who a new ticket's requester is
 
 
 @dataclass

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 
-from ...db.models import Ticket
+from ...db.models import Person, Ticket
 from ...states import TicketStatus
 from .. import notices, outsiders
+from ..categories import categories_of
 from ..route import Route
 from ..threads import is_help_address, ticket_subject
 from ..tickets import add_participant, event, person, ticket_number
@@ -39,6 +40,19 @@ def outsider(mail: Incoming, route: Route) -> Outcome:
                                                           mail.now))
 
 
+def _describe(mail: Incoming, ticket: Ticket, requester: Person) -> None:
+    """What the desk knows of a new ticket before anyone reads it: from the district
+    directory, its requester's name (the district's spelling wins over the mail's),
+    school and room; from [[categories]], its category."""
+    found = mail.ctx.directory.lookup(requester.address) if mail.ctx.directory else None
+    if found is not None:
+        if found.name and requester.name != found.name:
+            requester.name = found.name
+        ticket.school, ticket.room = found.school, found.room
+    ticket.category = categories_of(mail.config).file(mail.inbound.subject,
+                                                      mail.inbound.text)
+
+
 def new_ticket(mail: Incoming, linked: Ticket | None = None, held: str | None = None) -> Outcome:
     tx, ctx, inbound, now = mail.tx, mail.ctx, mail.inbound, mail.now
     config = ctx.config
@@ -51,6 +65,7 @@ def new_ticket(mail: Incoming, linked: Ticket | None = None, held: str | None = 
                     updated_at=now, linked_ticket_id=linked.id if linked else None, held=held)
     tx.add(ticket)
     mail.batch.note_new_ticket(ticket)
+    _describe(mail, ticket, requester)
     # A held request's CC line is the forger's word too: nobody joins by it.
     for colleague in inbound.cc if held is None else ():
         if is_help_address(colleague.address, config.helpdesk.address):
