@@ -37,8 +37,8 @@ WAITING_ON_STAFF = frozenset({TicketStatus.NEW, TicketStatus.OPEN})
 
 
 class MergeError(MailhelpError):
-    """A merge that cannot be done: the same ticket twice, an unknown ticket, or one
-    merged already. Nothing was changed."""
+    """A merge that cannot be done: the same ticket twice, an unknown ticket, one
+    merged already, or a held request. Nothing was changed."""
 
 
 def refusal(survivor_id: int, merged_id: int, survivor_merged_into: int | None | bool,
@@ -89,6 +89,11 @@ def merge(tx: Session, config: Config, survivor_id: int, merged_id: int, actor: 
     if problem:
         raise MergeError(problem)
     survivor, merged = tx.get(Ticket, survivor_id), tx.get(Ticket, merged_id)
+    if merged.held:
+        # Its sender is unproven (a forged district address, maybe): as a participant of
+        # the survivor they would be sent its conversation.
+        raise MergeError(f"ticket #{merged_id} is held (unverified sender): "
+                         f"#release it first, or close it")
     thread = notices.conversation(tx, merged)  # B's requester's thread, for the notice
     moved = tx.execute(update(Message).where(Message.ticket_id == merged.id)
                        .values(ticket_id=survivor.id)).rowcount

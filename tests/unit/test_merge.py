@@ -154,6 +154,18 @@ def test_refused_merges_change_nothing(make_desk):
     assert len([e for e in desk.rows(TicketEvent) if e.action == "merged"]) == 2
 
 
+def test_a_held_request_is_not_merged_until_released(make_desk):
+    # Its sender is unproven: merged, they would be sent the survivor's conversation.
+    desk = make_desk(TRUST)
+    _two_requests(desk)
+    with transaction(desk.db) as tx:
+        tx.get(Ticket, 2).held = "dmarc=fail"
+    with pytest.raises(MergeError, match=r"#2 is held \(unverified sender\): #release"):
+        _merge(desk, 1, 2)
+    assert _ticket(desk, 2).merged_into_id is None
+    assert desk.rows(Participant, Participant.ticket_id == 1) == []
+
+
 def test_merge_by_mail_from_staff(make_desk):
     desk = make_desk(TRUST)
     _two_requests(desk)
