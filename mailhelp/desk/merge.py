@@ -101,7 +101,8 @@ def merge(tx: Session, config: Config, survivor_id: int, merged_id: int, actor: 
     tx.expire(merged, ["messages"])
     batch.memo.clear()  # what other modules read of the two tickets' mail is stale now
     for person in (merged.requester, *(p.person for p in merged.participants)):
-        add_participant(tx, survivor, person, now, actor)
+        if not config.staff.is_staff(person.address):  # staff see every ticket already
+            add_participant(tx, survivor, person, now, actor)
     if survivor.assignee_id is None and merged.assignee_id is not None:
         survivor.assignee_id = merged.assignee_id
         event(tx, survivor, now, actor, "assigned", merged.assignee.address)

@@ -154,6 +154,17 @@ def test_refused_merges_change_nothing(make_desk):
     assert len([e for e in desk.rows(TicketEvent) if e.action == "merged"]) == 2
 
 
+def test_staff_who_wrote_the_merged_ticket_do_not_become_participants(make_desk):
+    # A technician who opened a ticket for a teacher sees every ticket already; as a
+    # participant they would be sent the survivor's public mail too.
+    desk = make_desk(TRUST)
+    _two_requests(desk)
+    desk.send(mail(sender="tech1@school.test", subject="Printer 12 (for Jane)"))
+    _merge(desk, 1, 3)
+    assert _ticket(desk, 3).merged_into_id == 1
+    assert desk.rows(Participant, Participant.ticket_id == 1) == []
+
+
 def test_a_held_request_is_not_merged_until_released(make_desk):
     # Its sender is unproven: merged, they would be sent the survivor's conversation.
     desk = make_desk(TRUST)
