@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import pytest
 
 from mailhelp.delivery.journal import SentJournal
+from mailhelp.delivery.sendlock import SendLock
 from mailhelp.delivery.worker import OutboxSender
 from mailhelp.states import OutboxStatus
 from tests.helpers import ROOT
@@ -166,3 +167,42 @@ def test_a_sender_whose_journal_notes_another_carried_still_ends_its_flush(setup
     assert not flushing.is_alive() and not isinstance(results[0], BaseException), results
     assert results[0].sent == 0 and handler.received == []
     assert {row.status for row in rows(db).values()} == {OutboxStatus.SENT}
+
+
+def test_each_desk_has_its_own_lock_and_the_file_is_private(database_url, tmp_path):
+    # Two desks (two SQLite files, or two schemas of one PostgreSQL database) never wait
+    # for each other.
+    from mailhelp.db.session import Database
+
+    if database_url.startswith("sqlite"):
+        other_url = f"sqlite:///{tmp_path / 'other.db'}"
+        cleanup = None
+    else:
+        import psycopg
+
+        from tests.conftest import PG_URL
+
+        schema = f"t_{os.urandom(6).hex()}"
+        plain = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(plain, autocommit=True) as connection:
+            connection.execute(f"CREATE SCHEMA {schema}")
+        other_url = database_url.rsplit("%3D", 1)[0] + f"%3D{schema}"
+
+        def cleanup():
+            with psycopg.connect(plain, autocommit=True) as connection:
+                connection.execute(f"DROP SCHEMA {schema} CASCADE")
+    one, other = Database(database_url), Database(other_url)
+    try:
+        async def both():
+            held = [await asyncio.wait_for(SendLock(db).take(), 10) for db in (one, other)]
+            for each in held:
+                each.release()
+        asyncio.run(both())
+        if database_url.startswith("sqlite"):
+            lock_file = f"{one.engine.url.database}-send.lock"
+            assert os.stat(lock_file).st_mode & 0o777 == 0o600
+    finally:
+        one.dispose()
+        other.dispose()
+        if cleanup is not None:
+            cleanup()
