@@ -8,8 +8,6 @@ through the outbox, once per occurrence; command.py the command line's side.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy.orm import Session
 
 from ..worktime import work_calendar
@@ -23,13 +21,3 @@ def build(session: Session, config, period: Period, by: str | None = None) -> di
     calendar = work_calendar(config)
     return report(fetch(session, period), period, calendar.between, by,
                   business_hours=not calendar.elapsed)
-
-
-def figures(session: Session, since: datetime, now: datetime, zone=None) -> dict:
-    """The older entry point: the report from ``since`` to ``now``, elapsed time."""
-    from zoneinfo import ZoneInfo
-
-    zone = zone or ZoneInfo("UTC")
-    period = Period(since, now, zone, f"{since.astimezone(zone).date()} to "
-                    f"{now.astimezone(zone).date()}")
-    return report(fetch(session, period), period, lambda a, b: b - a, None, False)

@@ -16,9 +16,10 @@ SCHOOLS = 12  # the busiest schools drawn; the JSON groups have them all
 def series(history) -> dict:
     period, rows = history.period, history.rows
     zone = period.zone
-    week_of = lambda moment: (  # noqa: E731 - the Monday of a moment's local week
-        moment.astimezone(zone).date()
-        - timedelta(days=moment.astimezone(zone).weekday())).isoformat()
+    def week_of(moment) -> str:  # the Monday of a moment's local week
+        day = moment.astimezone(zone).date()
+        return (day - timedelta(days=day.weekday())).isoformat()
+
     weekly: dict[str, dict] = {}
     first = period.local(period.start).date()
     monday = first - timedelta(days=first.weekday())
@@ -34,16 +35,11 @@ def series(history) -> dict:
             schools[ticket.school or "(none)"][0] += 1
         if facts["resolved"]:
             schools[ticket.school or "(none)"][1] += 1
+            weekly[week_of(facts["resolved_at"])]["resolved"] += 1
         if facts["first_response"] is not None:
             hours = facts["first_response"].total_seconds() / 3600
             histogram[next(i for i, (top, _) in enumerate(BUCKETS)
                            if top is None or hours < top)] += 1
-    resolved_at = {}
-    for change in rows.changes:  # the last resolution in the period, per ticket
-        if period.start <= change.at < period.end and change.resolves:
-            resolved_at[change.ticket_id] = change.at
-    for at in resolved_at.values():
-        weekly[week_of(at)]["resolved"] += 1
     months: dict[str, list[int]] = defaultdict(list)
     for survey in rows.surveys:
         if survey.rating:
@@ -64,24 +60,25 @@ def series(history) -> dict:
 # Geometry ----------------------------------------------------------------------------
 
 WIDTH, HEIGHT, BASE = 600, 200, 170  # viewBox; bars stand on y = BASE
+MARGIN = 30  # left and right, so that the first and last labels are not cut
 
 
 def columns(values: list[list[float]], top: float | None = None) -> dict:
     """Grouped vertical bars: one group per entry, one bar per value in it."""
     top = top or max([v for group in values for v in group] + [1])
-    slot = WIDTH / max(1, len(values))
+    slot = (WIDTH - 2 * MARGIN) / max(1, len(values))
     per = max(1, len(values[0]) if values else 1)
     bar = max(2.0, slot * 0.8 / per)
     bars = []
     for i, group in enumerate(values):
         for j, value in enumerate(group):
             height = (BASE - 20) * value / top
-            bars.append({"x": round(i * slot + slot * 0.1 + j * bar, 1),
+            bars.append({"x": round(MARGIN + i * slot + slot * 0.1 + j * bar, 1),
                          "y": round(BASE - height, 1), "w": round(bar - 1, 1),
                          "h": round(height, 1), "series": j, "value": value,
-                         "label_x": round(i * slot + slot / 2, 1)})
-    return {"bars": bars, "slot": slot, "top": top, "width": WIDTH, "height": HEIGHT,
-            "base": BASE}
+                         "label_x": round(MARGIN + i * slot + slot / 2, 1)})
+    return {"bars": bars, "slot": slot, "left": MARGIN, "top": top, "width": WIDTH,
+            "height": HEIGHT, "base": BASE}
 
 
 def rows_of(values: list[float]) -> list[float]:

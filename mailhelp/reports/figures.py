@@ -28,7 +28,7 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from ..states import DONE
 from .data import Change, Rows, SurveyRow, TicketRow
@@ -51,31 +51,41 @@ class History:
             self.by_ticket[change.ticket_id].append(change)
         self.facts = {t.id: self._facts(t, between) for t in rows.tickets.values()}
 
-    def _status_at(self, ticket: TicketRow, moment: datetime) -> str | None:
-        if ticket.created_at >= moment:
-            return None
-        for change in self.by_ticket.get(ticket.id, ()):
-            if change.at >= moment:
-                return change.old
-        return ticket.status
-
     def _facts(self, ticket: TicketRow, between: Callable) -> dict:
+        """One pass over the ticket's changes since the period began (oldest first)."""
         start, end = self.period.start, self.period.end
-        inside = [c for c in self.by_ticket.get(ticket.id, ()) if start <= c.at < end]
-        resolutions = [c for c in inside if c.resolves]
-        last = resolutions[-1] if resolutions else None
-        opened = start <= ticket.created_at < end
-        answered = (opened and ticket.first_response_at is not None
-                    and ticket.first_response_at < end)
-        at_start, at_end = self._status_at(ticket, start), self._status_at(ticket, end)
+        at_start = at_end = None  # the state at each bound, if a change follows it
+        last = None  # its last resolution in the period
+        closed = reopened = False
+        for change in self.by_ticket.get(ticket.id, ()):
+            if change.at >= end:
+                if at_end is None:
+                    at_end = change.old
+                break
+            if at_start is None:  # every change here is at or after the start
+                at_start = change.old
+            if change.resolves:
+                last = change
+            closed = closed or change.new == "closed"
+            reopened = reopened or change.reopens
+        if ticket.created_at >= start:
+            at_start = None  # did not exist yet
+        elif at_start is None:
+            at_start = at_end or ticket.status
+        if at_end is None:
+            at_end = ticket.status
+        opened = ticket.created_at >= start  # fetch reads none created at or after end
+        answered = opened and ticket.first_response_at is not None \
+            and ticket.first_response_at < end
         return {
             "opened": opened,
             "resolved": last is not None,
             "by_timeout": last is not None and last.actor == AUTO,
-            "closed": any(c.new == "closed" for c in inside),
-            "reopened": any(c.reopens for c in inside),
+            "resolved_at": last.at if last is not None else None,
+            "closed": closed,
+            "reopened": reopened,
             "open_at_start": at_start is not None and at_start not in DONE,
-            "open_at_end": at_end is not None and at_end not in DONE,
+            "open_at_end": at_end not in DONE,
             "first_response": (between(ticket.created_at, ticket.first_response_at)
                                if answered else None),
             "resolution": (between(ticket.created_at, last.at)

@@ -15,21 +15,21 @@ from .render import as_text
 KIND = "digest"
 
 
-def variables(data: dict, helpdesk: dict) -> dict:
+def variables(data: dict, helpdesk: dict, page: bool = False) -> dict:
     """What digest.txt.j2 and digest.html.j2 get: the report's data, its text form, and
     where each chart's bars go."""
     c = data["charts"]
     weekly = charts.columns([[w["opened"], w["resolved"]] for w in c["weekly"]])
-    every = max(1, len(c["weekly"]) // 8)  # at most ~8 week labels under the bars
-    weekly["labels"] = [{"x": round(i * weekly["slot"] + weekly["slot"] / 2, 1),
+    every = -(-len(c["weekly"]) // 6)  # at most 6 week labels under the bars
+    weekly["labels"] = [{"x": round(weekly["left"] + (i + 0.5) * weekly["slot"], 1),
                          "text": date.fromisoformat(w["week"]).strftime("%d %b")}
                         for i, w in enumerate(c["weekly"]) if i % every == 0]
     responses = charts.columns([[b["count"]] for b in c["response_times"]])
-    responses["labels"] = [{"x": round(i * responses["slot"] + responses["slot"] / 2, 1),
+    responses["labels"] = [{"x": round(responses["left"] + (i + 0.5) * responses["slot"], 1),
                             "text": b["bucket"]} for i, b in enumerate(c["response_times"])]
     months = charts.columns([[m["average"]] for m in c["satisfaction_by_month"]] or [[0]],
                             top=5)
-    months["labels"] = [{"x": round(i * months["slot"] + months["slot"] / 2, 1),
+    months["labels"] = [{"x": round(months["left"] + (i + 0.5) * months["slot"], 1),
                          "text": m["month"]} for i, m in enumerate(c["satisfaction_by_month"])]
     schools = c["schools"]
     widths = charts.rows_of([s["opened"] for s in schools])
@@ -39,6 +39,7 @@ def variables(data: dict, helpdesk: dict) -> dict:
         "helpdesk": helpdesk,
         "report": data,
         "report_text": as_text(data),
+        "page": page,  # a saved page (centred in a browser), not a mail
         "charts": {
             "weekly": weekly, "responses": responses, "months": months,
             "schools": [{**s, "opened_pct": w, "resolved_pct": d}
@@ -60,7 +61,8 @@ def page(config, data: dict) -> str:
     if logo is not None:
         brand = {**brand, "logo": f"data:image/{logo.subtype};base64,"
                  + base64.b64encode(logo.data).decode("ascii")}
-    return render(KIND, variables(data, _helpdesk(config)), config.templates.dir, brand).html
+    return render(KIND, variables(data, _helpdesk(config), page=True), config.templates.dir,
+                  brand).html
 
 
 def _helpdesk(config) -> dict:

@@ -11,6 +11,8 @@ import json
 import secrets
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,8 +21,9 @@ import pytest
 from mailhelp.db.models import Person, Survey, Ticket, TicketEvent
 from mailhelp.db.session import Database
 from mailhelp.reports import periods
-from mailhelp.worktime import WorkCalendar
 from mailhelp.weekly import DateSpan, WeeklyHours
+from mailhelp.worktime import WorkCalendar
+from tests.conftest import PG_URL
 from tests.helpers import mailhelp, write_config
 
 CHICAGO = ZoneInfo("America/Chicago")  # CST, UTC-6, all through this November
@@ -99,24 +102,40 @@ def one_pixel_png() -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\0\x1a\x5f\xb4")) + chunk(b"IEND", b""))
 
 
+@contextmanager
+def _schema(tmp_path, pg_url: str) -> Iterator[str]:
+    """A database URL for a module's tests: SQLite in ``tmp_path``, or a schema of its
+    own on PostgreSQL (as tests/conftest.py's database_url, for a whole module)."""
+    if not pg_url or pg_url == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mailhelp.db'}"
+        return
+    import psycopg
+
+    schema = f"t_{secrets.token_hex(6)}"
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in pg_url else "?"
+    try:
+        yield f"{pg_url}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(plain, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 @pytest.fixture(scope="module")
 def desk(tmp_path_factory):
-    import os
-
-    from tests.conftest import PG_URL
-
     tmp_path = tmp_path_factory.mktemp("report")
-    if PG_URL and PG_URL != "sqlite":
-        from tests.conftest import database_url as schema_for
+    with _schema(tmp_path, PG_URL) as url:
+        (tmp_path / "logo.png").write_bytes(one_pixel_png())
+        path = write_config(tmp_path, url, extra=EXTRA.format(logo=tmp_path / "logo.png"))
+        assert mailhelp(path, "init").returncode == 0
+        history(Database(url))
+        yield path
 
-        url_fixture = schema_for.__wrapped__(tmp_path)
-        url = next(url_fixture)
-    else:
-        url_fixture, url = None, f"sqlite:///{tmp_path / 'mailhelp.db'}"
-    (tmp_path / "logo.png").write_bytes(one_pixel_png())
-    path = write_config(tmp_path, url, extra=EXTRA.format(logo=tmp_path / "logo.png"))
-    assert mailhelp(path, "init").returncode == 0
-    db = Database(url)
+
+def history(db: Database) -> None:
+    """HISTORY and SURVEYS written as the desk would have written them."""
     with db.sessions() as session, session.begin():
         people = {}
         for address in (TECH1, TECH2, "teacher@school.test"):
@@ -141,10 +160,6 @@ def desk(tmp_path_factory):
                                rating=rating, comment=comment,
                                answered_at=sent if rating else None))
     db.engine.dispose()
-    del os
-    yield path
-    if url_fixture is not None:
-        next(url_fixture, None)
 
 
 PERIOD = ("--from", "2026-11-09", "--to", "2026-11-22", "--by", "school")
