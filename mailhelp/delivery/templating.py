@@ -18,7 +18,7 @@ BUNDLED = Path(__file__).parent.parent / "templates"
 
 # Every template pair and what it is for (the variables are documented in README.md).
 KINDS = ("ack", "notification", "relay", "resolved", "reminder", "survey", "survey_thanks",
-         "command_error", "unverified", "alert", "outsider", "assignment", "note",
+         "command_error", "unverified", "alert", "outsider", "assigned", "note",
          "queue", "escalation", "merged", "digest")
 # What every mail's layout (base.txt.j2, base.html.j2) gets as ``brand``, where the
 # config sets nothing ([helpdesk] color, footer, logo).

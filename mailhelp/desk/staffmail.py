@@ -71,7 +71,7 @@ def assignment(tx: Session, config: Config, ticket: Ticket, address: str, actor:
                 "text": m.text or ""} for m in messages]
     files = _kept_files(store, messages, config.limits.max_message_size)
     enqueue(tx, config, ticket, _staff_draft(
-        tx, config, ticket, "assignment", address,
+        tx, config, ticket, "assigned", address,
         variables(config, ticket, for_staff=True, event="assigned",
                   staff={"name": actor, "address": actor}, commands=usage,
                   conversation=history,
