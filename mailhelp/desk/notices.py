@@ -51,6 +51,10 @@ def greeting_name(name: str | None) -> str:
     Never the whole name: anyone can put "Your mailbox is full, log in at https://..."
     there, and the help desk must not say it back from the district's address."""
     words = str(name or "").split()
+    if len(words) > 1 and words[0].endswith(","):
+        # "García, María": directories (Active Directory's displayName) put the family
+        # name first; the first name is the word after the comma.
+        words = words[1:]
     if not words or len(words) > 4 or not _NAME_WORD.fullmatch(words[0]):
         return ""
     return words[0]

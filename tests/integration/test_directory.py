@@ -152,6 +152,7 @@ def test_a_request_takes_name_school_and_room_from_the_roster_and_a_category(des
     [note] = desk.mail.wait_for_messages(TECH1, 1, timeout=30)
     assert desk.ticket(1) == ("García, María", "Lincoln Elementary", "12", "Printers")
     text, html = parts(ack)
+    assert text.startswith("Hello María,\n")  # the roster's first name, not "Jane T"
     assert "We have you at Lincoln Elementary, room 12" in text
     assert "We have you at Lincoln Elementary, room 12" in html
     text, html = parts(note)

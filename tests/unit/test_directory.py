@@ -130,3 +130,13 @@ def test_check_reports_rows_and_problems(tmp_path):
     os.remove(path)
     result = _directory(config)
     assert not result.ok and "cannot read" in result.detail
+
+
+@pytest.mark.parametrize(("name", "greeting"), [
+    ("García, María", "María"), ("María García", "María"), ("Teacher, Jane Q.", "Jane"),
+    ("Smith,", ""), (", Jane", "Jane"), ("Mailbox, full: log in at https://evil.test", "")])
+def test_a_directory_name_written_family_name_first_is_greeted_by_the_first_name(name,
+                                                                                  greeting):
+    from mailhelp.desk.notices import greeting_name
+
+    assert greeting_name(name) == greeting
