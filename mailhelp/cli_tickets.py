@@ -21,7 +21,7 @@ from typing import TextIO
 from .db.models import Message, Ticket
 from .errors import MailhelpError
 from .mail.printable import printable
-from .web.views import iso, shown, ticket_json
+from .web.views import shown, ticket_json
 
 COLUMNS = ("id", "status", "priority", "opened", "updated", "requester", "assignee",
            "school", "category", "subject")
@@ -55,24 +55,22 @@ def ticket_object(ticket: Ticket, zone: tzinfo | None, messages=None, deliveries
     return data
 
 
-def row_cells(ticket: Ticket, zone: tzinfo, exact: bool) -> list[str]:
-    when = ((lambda t: iso(t.replace(microsecond=0), zone)) if exact
+def row_cells(row, zone: tzinfo, exact: bool) -> list[str]:
+    """A listing row's cells (ticket_filters.LISTED), times on the desk's clock; what
+    came from mail or people (addresses, school, category, subject) is printable()."""
+    when = ((lambda t: t.astimezone(zone).isoformat(timespec="seconds")) if exact
             else (lambda t: shown(t, zone)))
-    return [str(ticket.id), ticket.status, ticket.priority, when(ticket.created_at),
-            when(ticket.updated_at), ticket.requester.address,
-            ticket.assignee.address if ticket.assignee else "-", ticket.school or "-",
-            ticket.category or "-", ticket.subject or ""]
+    return [str(row.id), row.status, row.priority, when(row.created_at),
+            when(row.updated_at), printable(row.requester_address),
+            printable(row.assignee_address or "-"), printable(row.school or "-"),
+            printable(row.category or "-"), printable(row.subject or "")]
 
 
-def _cell(value: str) -> str:
-    return " ".join(printable(value).split("\t"))
-
-
-def print_table(tickets: Iterable[Ticket], zone: tzinfo, out: TextIO, width: int) -> int:
+def print_table(tickets: Iterable, zone: tzinfo, out: TextIO, width: int) -> int:
     """Aligned columns under a header, each line at most ``width`` characters: the
     subject takes what is left, and on a narrow terminal the widest of requester,
     assignee, school and category give way first (down to their header's width)."""
-    rows = [[_cell(c) for c in row_cells(t, zone, exact=False)] for t in tickets]
+    rows = [row_cells(t, zone, exact=False) for t in tickets]
     widths = [min(WIDEST.get(name, 10**6), max([len(name)] + [len(r[i]) for r in rows]))
               for i, name in enumerate(COLUMNS)]
     room = width - sum(widths[:-1]) - 2 * (len(COLUMNS) - 1)
@@ -93,11 +91,11 @@ def print_table(tickets: Iterable[Ticket], zone: tzinfo, out: TextIO, width: int
     return len(rows)
 
 
-def print_tabbed(tickets: Iterable[Ticket], zone: tzinfo, out: TextIO) -> int:
+def print_tabbed(tickets: Iterable, zone: tzinfo, out: TextIO) -> int:
     out.write("\t".join(COLUMNS) + "\n")
     count = 0
     for ticket in tickets:
-        out.write("\t".join(_cell(c) for c in row_cells(ticket, zone, exact=True)) + "\n")
+        out.write("\t".join(row_cells(ticket, zone, exact=True)) + "\n")
         count += 1
     return count
 
@@ -124,6 +122,11 @@ def write_csv(tickets: Iterable[Ticket], zone: tzinfo, out: TextIO) -> None:
 def streamed(session, query) -> Iterator[Ticket]:
     """The query's tickets, BATCH at a time, without keeping those already given."""
     yield from session.scalars(query.execution_options(yield_per=BATCH))
+
+
+def streamed_rows(session, query) -> Iterator:
+    """The query's rows (listing_query(columns=True)), BATCH at a time."""
+    yield from session.execute(query.execution_options(yield_per=BATCH))
 
 
 def terminal_width(out: TextIO) -> int:

@@ -26,6 +26,7 @@ def _list(app, args) -> int:
         print_tabbed,
         print_table,
         streamed,
+        streamed_rows,
         terminal_width,
         ticket_object,
         write_json_array,
@@ -34,16 +35,15 @@ def _list(app, args) -> int:
 
     zone = app.config.helpdesk.zone  # times as the desk's clock shows them, JSON's too
     filters = Filters.from_args(args, app.clock(), zone)
-    query = listing_query(filters, app.db.dialect, people=args.json)
+    query = listing_query(filters, app.db.dialect, people=args.json, columns=not args.json)
     out = sys.stdout
     with app.db.sessions() as session:
-        tickets = streamed(session, query)
         if args.json:
-            write_json_array((ticket_object(t, zone) for t in tickets), out)
+            write_json_array((ticket_object(t, zone) for t in streamed(session, query)), out)
         elif out.isatty():
-            print_table(tickets, zone, out, terminal_width(out))
+            print_table(streamed_rows(session, query), zone, out, terminal_width(out))
         else:
-            print_tabbed(tickets, zone, out)
+            print_tabbed(streamed_rows(session, query), zone, out)
     return 0
 
 
