@@ -223,6 +223,23 @@ def _category(argument: str, env: Env, effects: Effects) -> str:
     return ""
 
 
+def _school(argument: str, env: Env, effects: Effects) -> str:
+    # Free text: the directory's school is a default, not a list to choose from.
+    from .categories import set_school
+
+    set_school(env.tx, env.ticket, argument, env.actor, env.now)
+    effects.record(f"school {env.ticket.school or '(none)'}")
+    return ""
+
+
+def _room(argument: str, env: Env, effects: Effects) -> str:
+    from .categories import set_school
+
+    set_school(env.tx, env.ticket, env.ticket.school, env.actor, env.now, room=argument)
+    effects.record(f"room {env.ticket.room or '(none)'}")
+    return ""
+
+
 def _merge(argument: str, env: Env, effects: Effects) -> str:
     from .merge import MergeError, merge
 
@@ -259,4 +276,6 @@ COMMANDS: dict[str, Spec] = {
     "release": Spec(_release, "", "accept a held (unverified) request: its sender is told"),
     "merge": Spec(_merge, "N", "merge this ticket into ticket N (last of the commands)"),
     "category": Spec(_category, "[NAME]", "file under a [[categories]] name; alone: none"),
+    "school": Spec(_school, "[NAME]", "the requester's school for this ticket; alone: none"),
+    "room": Spec(_room, "[NAME]", "the room for this ticket; alone: none"),
 }

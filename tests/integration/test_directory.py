@@ -185,14 +185,14 @@ def test_the_roster_changed_on_disk_is_read_by_the_running_daemon(desk):
     assert "line 4: 'not-an-address' is not an email address" in log
 
 
-def test_category_by_mail_from_a_technician(desk):
+def test_category_and_room_by_mail_from_a_technician(desk):
     [note, *_] = desk.mail.messages(TECH1)
     before = len(desk.mail.messages(TEACHER1))
-    desk.send(mailclients.gmail(note, "Sam Tech <tech1@school.test>", "#category network"),
-              login=TECH1)
+    desk.send(mailclients.gmail(note, "Sam Tech <tech1@school.test>",
+                                "#category network\n#room 14"), login=TECH1)
     desk.processed(4)
     wait_for_outbox(desk.database_url, 0)
-    assert desk.ticket(1)[3] == "Network"
+    assert desk.ticket(1)[2:] == ("14", "Network")
     assert desk.events(1, "category") == [(TECH1, "Printers -> Network")]
     # A command alone relays nothing to the teacher.
     assert len(desk.mail.messages(TEACHER1)) == before

@@ -168,3 +168,20 @@ def test_unknown_category_by_mail_is_a_command_error_listing_the_known_ones(tx):
     assert error == ("#category Projectors: unknown category 'Projectors' (known: Printers, "
                      "Network, Student Devices)")
     assert parse("#category " + "x" * 400).error.endswith("#category: the name is too long")
+
+
+def test_school_and_room_by_mail(tx):
+    ticket = tx.get(Ticket, 7)
+    ticket.school, ticket.room = "Lincoln Elementary", "12"
+    effects = Effects()
+    for line in ("#school Washington  Middle", "#room 210"):
+        [command] = parse(line).commands
+        assert run(command, _env(tx, ticket), effects) == ""
+    assert (ticket.school, ticket.room) == ("Washington Middle", "210")
+    assert effects.changes == ["school Washington Middle", "room 210"]
+    [alone] = parse("#room").commands
+    assert run(alone, _env(tx, ticket), effects) == "" and ticket.room == ""
+    tx.commit()
+    assert [(a, d) for _, a, d in events(tx)] == [
+        ("school", "Lincoln Elementary -> Washington Middle"), ("room", "12 -> 210"),
+        ("room", "210 -> -")]
