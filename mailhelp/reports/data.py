@@ -99,7 +99,8 @@ def fetch(session: Session, period: Period) -> Rows:
                    _time(Ticket.first_response_at), Person.address, Ticket.school,
                    Ticket.category)
             .outerjoin(Person, Ticket.assignee_id == Person.id)
-            .where(Ticket.created_at < period.end, or_(
+            # A ticket merged into another is that one's request, not one of its own.
+            .where(Ticket.created_at < period.end, Ticket.merged_into_id.is_(None), or_(
                 Ticket.created_at >= period.start, Ticket.status.in_(ACTIVE),
                 Ticket.id.in_(changed)))):
         tickets[row[0]] = TicketRow(row[0], row[1] or "", row[2], _aware(row[3]),
@@ -117,7 +118,7 @@ def fetch(session: Session, period: Period) -> Rows:
                        _time(Ticket.first_response_at), Person.address, Ticket.school,
                        Ticket.category)
                 .outerjoin(Person, Ticket.assignee_id == Person.id)
-                .where(Ticket.id.in_(sorted(missing)))):
+                .where(Ticket.id.in_(sorted(missing)), Ticket.merged_into_id.is_(None))):
             tickets[row[0]] = TicketRow(row[0], row[1] or "", row[2], _aware(row[3]),
                                         _aware(row[4]), row[5] or "", row[6] or "",
                                         row[7] or "")

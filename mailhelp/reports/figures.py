@@ -19,6 +19,9 @@ Definitions (what each number counts, in the period [start, end)):
 - satisfaction: over surveys sent in the period: sent, answered (rated), response rate,
   average rating, share of 4 and 5 among the answers, the comments.
 - oldest_open: the tickets open at the end, oldest first (at most OLDEST).
+
+A ticket merged into another (``merged_into_id``) is left out of every figure: its
+request is the survivor's, and its closing by the merge is no resolution.
 """
 
 from __future__ import annotations

@@ -86,7 +86,12 @@ HISTORY = {
     # 14 hours old at the end (Mon 23 00:00): 20.6 days.
     8: ("Washington", local(2, 10), local(3, 9), [
         (local(3, 9), TECH2, "new", "pending")], "pending"),
+    # Merged into #3 an hour after it came (closed by the merge): #3's request, counted
+    # nowhere on its own.
+    9: ("Washington", local(10, 9), None, [
+        (local(10, 10), TECH2, "new", "closed")], "closed"),
 }
+MERGED = {9: 3}
 # Surveys: (ticket, sent, rating, comment). Sent in the period: 1, 3, 5 (3 sent, 2
 # answered: rate 0.667, average (5 + 2) / 2 = 3.5, share of 4-5: 1 of 2 = 0.5).
 SURVEYS = [(1, local(17, 11), 5, "<b>Great</b> & fast"), (3, local(12, 15), 2,
@@ -150,7 +155,8 @@ def history(db: Database) -> None:
                 assignee_id=people[TECH2 if school == "Washington" else TECH1].id,
                 created_at=created, updated_at=created, first_response_at=answered,
                 resolved_at=last[-1][0] if last else None,
-                resolved_by=last[-1][1] if last else "", school=school))
+                resolved_by=last[-1][1] if last else "", school=school,
+                merged_into_id=MERGED.get(number)))
             session.flush()
             for at, actor, old, new in changes:
                 session.add(TicketEvent(ticket_id=number, at=at, actor=actor,
