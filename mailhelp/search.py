@@ -6,7 +6,8 @@ of its incoming messages (requests, replies, staff answers, notes): the desk's o
 The words are the user's text split into letters and digits, so FTS5's query syntax
 (``"``, ``AND(``, ``*``, ``NEAR``) is never interpreted: each word goes in as a quoted
 string on SQLite and as ``plainto_tsquery`` on PostgreSQL. The indexes are migration
-0010's, and the expressions below are the ones it indexed.
+0010's, and the expressions below are the ones it indexed (the first 100,000
+characters of a message's text: 0010's SEARCHED).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ _SQLITE = (
     "UNION SELECT rowid AS ticket_id FROM tickets_fts WHERE tickets_fts MATCH :{p}")
 _POSTGRESQL = (
     "SELECT m.ticket_id AS ticket_id FROM messages AS m WHERE to_tsvector('simple'::regconfig, "
-    "coalesce(m.subject, '') || ' ' || coalesce(m.text, '')) @@ plainto_tsquery("
+    "coalesce(m.subject, '') || ' ' || left(coalesce(m.text, ''), 100000)) @@ plainto_tsquery("
     "'simple'::regconfig, :{p}) AND m.direction = 'in' "
     "UNION SELECT t.id AS ticket_id FROM tickets AS t WHERE to_tsvector('simple'::regconfig, "
     "coalesce(t.subject, '')) @@ plainto_tsquery('simple'::regconfig, :{p})")
