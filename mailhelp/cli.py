@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="as tickets show lists it")
     files.add_argument("-o", "--output", metavar="FILE",
                        help="write here, replacing a file already there")
+    merge = tickets_commands.add_parser(
+        "merge", help="merge ticket B into A: its messages, people and threading move")
+    merge.add_argument("survivor", type=int, metavar="A")
+    merge.add_argument("merged", type=int, metavar="B")
+    merge.set_defaults(handler=_tickets_merge)
 
     failed = commands.add_parser("failed", help="messages that could not be processed")
     failed_commands = failed.add_subparsers(dest="action", metavar="ACTION", required=True)
