@@ -28,6 +28,7 @@ class TicketRow:
     assignee: str  # address, "" if nobody
     school: str
     category: str
+    priority: str = "normal"
 
 
 @dataclass(frozen=True)
@@ -97,14 +98,15 @@ def fetch(session: Session, period: Period) -> Rows:
     for row in connection.execute(
             select(Ticket.id, Ticket.subject, Ticket.status, _time(Ticket.created_at),
                    _time(Ticket.first_response_at), Person.address, Ticket.school,
-                   Ticket.category)
+                   Ticket.category, Ticket.priority)
             .outerjoin(Person, Ticket.assignee_id == Person.id)
             # A ticket merged into another is that one's request, not one of its own.
             .where(Ticket.created_at < period.end, Ticket.merged_into_id.is_(None), or_(
                 Ticket.created_at >= period.start, Ticket.status.in_(ACTIVE),
                 Ticket.id.in_(changed)))):
         tickets[row[0]] = TicketRow(row[0], row[1] or "", row[2], _aware(row[3]),
-                                    _aware(row[4]), row[5] or "", row[6] or "", row[7] or "")
+                                    _aware(row[4]), row[5] or "", row[6] or "", row[7] or "",
+                                    row[8] or "normal")
     surveys = [SurveyRow(row[0], _aware(row[1]), row[2], row[3] or "")
                for row in connection.execute(
                    select(Survey.ticket_id, _time(Survey.sent_at), Survey.rating,
@@ -116,10 +118,10 @@ def fetch(session: Session, period: Period) -> Rows:
         for row in connection.execute(
                 select(Ticket.id, Ticket.subject, Ticket.status, _time(Ticket.created_at),
                        _time(Ticket.first_response_at), Person.address, Ticket.school,
-                       Ticket.category)
+                       Ticket.category, Ticket.priority)
                 .outerjoin(Person, Ticket.assignee_id == Person.id)
                 .where(Ticket.id.in_(sorted(missing)), Ticket.merged_into_id.is_(None))):
             tickets[row[0]] = TicketRow(row[0], row[1] or "", row[2], _aware(row[3]),
                                         _aware(row[4]), row[5] or "", row[6] or "",
-                                        row[7] or "")
+                                        row[7] or "", row[8] or "normal")
     return Rows(tickets, changes, surveys)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import heapq
 import math
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 
@@ -167,6 +167,13 @@ def satisfaction(surveys: list[SurveyRow]) -> dict:
     }
 
 
+def opened_counts(tickets: Iterable[TicketRow], history: History) -> dict:
+    opened = [t for t in tickets if history.facts[t.id]["opened"]]
+    return {"created": len(opened), "by_status": dict(Counter(t.status for t in opened)),
+            "by_priority": dict(Counter(t.priority for t in opened)),
+            "by_assignee": dict(Counter(t.assignee or NONE for t in opened))}
+
+
 def group_of(ticket: TicketRow, by: str) -> str:
     return getattr(ticket, by) or NONE
 
@@ -199,7 +206,9 @@ def report(rows: Rows, period: Period, between: Callable, by: str | None,
         "timezone": period.zone.key,
         "business_hours": business_hours,
         "by": by,
-        "tickets": {"created": total["opened"]},
+        # The report's first JSON object, kept: tickets opened in the period by their
+        # status now, priority and assignee.
+        "tickets": opened_counts(rows.tickets.values(), history),
         **total,
         "groups": grouped(history, by) if by else [],
         "charts": charts.series(history),

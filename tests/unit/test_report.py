@@ -190,7 +190,9 @@ def test_json_figures_worked_out_by_hand(desk):
                                  "backlog_start", "backlog_end")} == {
         "opened": 4, "resolved": 4, "resolved_by_staff": 3, "resolved_by_timeout": 1,
         "closed": 3, "reopened": 1, "backlog_start": 2, "backlog_end": 2}
-    assert data["tickets"]["created"] == 4
+    assert data["tickets"] == {"created": 4, "by_status": {"closed": 1, "resolved": 3},
+                               "by_priority": {"normal": 4},
+                               "by_assignee": {TECH1: 2, TECH2: 2}}
     # first responses 0.5h, 2h, 4h: median 2h, 90th percentile (nearest rank: the 3rd
     # of 3) 4h. Resolutions by staff 12h, 23h, 68h: median 23h, p90 68h.
     assert data["first_response"] == {"count": 3, "median": "2h", "p90": "4h",
