@@ -42,7 +42,7 @@ def pytest_report_header(config) -> str:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    report = server_skip_report()
+    report = server_skip_report(terminalreporter.stats)
     if report:
         terminalreporter.write_line("")
         terminalreporter.write_line(report, yellow=True, bold=True)

@@ -18,12 +18,16 @@ import pytest
 STATE_DIR = Path(os.environ.get("MAILHELP_TEST_SERVERS", "/tmp/mailhelp-testservers"))
 IN_CI = os.environ.get("CI") == "true"
 _skipped: list[str] = []
+SKIP_MARK = "Dovecot is not installed"
 
 
 def _attach_or_start():
     from mailhelp.localmail import LocalMail, LocalMailError, find_dovecot
 
-    if (STATE_DIR / "servers.json").exists():
+    # Under pytest-xdist each worker empties the mailboxes before its tests: the first
+    # worker takes the servers scripts/testservers started, the others start their own.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    if worker == "gw0" and (STATE_DIR / "servers.json").exists():
         servers = LocalMail.attach(STATE_DIR)
         if all(servers.status().values()):
             return servers, False
@@ -39,7 +43,7 @@ def _attach_or_start():
 def mail_servers_session() -> Iterator:
     servers, owned = _attach_or_start()
     if servers is None:
-        reason = ("Dovecot is not installed: integration tests against real IMAP/SMTP "
+        reason = (SKIP_MARK + ": integration tests against real IMAP/SMTP "
                   "servers were skipped. Run them with: sudo apt-get install dovecot-imapd "
                   "dovecot-lmtpd && pytest   (or: bash .ci/run)")
         if IN_CI:
@@ -58,8 +62,16 @@ def mail(mail_servers_session):
     return mail_servers_session
 
 
-def server_skip_report() -> str:
-    return _skipped[0] if _skipped else ""
+def server_skip_report(stats: dict | None = None) -> str:
+    """The reason the server tests were skipped, once: from this process, or from the
+    skipped reports of pytest-xdist's workers."""
+    if _skipped:
+        return _skipped[0]
+    for report in (stats or {}).get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        if SKIP_MARK in str(reason):
+            return str(reason).removeprefix("Skipped: ")
+    return ""
 
 
 @contextmanager

@@ -24,8 +24,9 @@ from tests.security.worst_inputs import (
 )
 from tests.winmail import tnef_bomb, with_winmail
 
-# Seconds. Each case takes well under half a second here; before the fix the slowest
-# took minutes, so the margin is for a loaded test machine, not for the code.
+# Seconds of CPU (time.process_time: this process, all its threads), which is what a
+# message holds of a core, and which other work on the machine does not lengthen. Each
+# case takes well under half a second here; before the fix the slowest took minutes.
 LIMIT = 2.0
 
 
@@ -33,7 +34,7 @@ LIMIT = 2.0
                          ids=lambda c: f"{c.stage}: {c.name}")
 def test_each_text_pass_is_bounded_on_its_worst_input(case):
     warm_up()
-    seconds, _ = timed(case)
+    seconds, _ = timed(case, clock=time.process_time)
     assert seconds < LIMIT
 
 
@@ -59,9 +60,9 @@ def test_a_reply_of_30000_blank_lines_and_a_teachers_request_in_one_pass(make_de
     request = mail(sender="Bob Teacher <teacher2@school.test>", subject="Projector",
                    body="The projector in room 4 shows no picture.",
                    message_id="<m3@school.test>")
-    started = time.perf_counter()
+    started = time.process_time()
     reply, new = desk.pipeline.accept([Arrival(blank, "t"), Arrival(request, "t")])
-    assert time.perf_counter() - started < LIMIT
+    assert time.process_time() - started < LIMIT
     assert (reply.state, reply.outcome.action) == ("processed", "reply")
     assert (new.state, new.outcome.action) == ("processed", "new_ticket")
     acks = desk.rows(Outbox, Outbox.kind == "ack", Outbox.ticket_id == new.outcome.ticket_id)
@@ -86,9 +87,9 @@ HOSTILE_REPLIES = {
 def test_a_hostile_reply_goes_through_the_pipeline_quickly(make_desk, name):
     desk = _desk_with_a_ticket(make_desk)
     raw = HOSTILE_REPLIES[name]()
-    started = time.perf_counter()
+    started = time.process_time()
     result = desk.send(raw)
-    assert time.perf_counter() - started < LIMIT
+    assert time.process_time() - started < LIMIT
     assert result.state == "processed" and result.outcome.ticket_id == 1
     [row] = desk.rows(RawMessage, RawMessage.id == result.raw_id)
     assert row.size == len(raw)  # the whole message is kept, whatever was read of it

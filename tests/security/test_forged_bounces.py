@@ -96,9 +96,9 @@ def test_a_large_forged_bounce_is_not_read(make_desk):
     huge = dsn("help@school.test", ["teacher1@school.test"], "Subject: x",
                extra="X-Failed-Recipients: teacher1@school.test\n").replace(
         b"--B--", (body * 70_000).encode() + b"--B--")
-    started = time.monotonic()
+    started = time.process_time()  # the CPU it holds, whatever else the machine does
     result = desk.send(huge)
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
     assert result.state == "ignored" and desk.rows(Suppression) == []
 
 

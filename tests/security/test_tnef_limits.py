@@ -27,13 +27,13 @@ BOMB = 130_000  # files of 22 bytes: 2.9 MB
 def test_a_winmail_dat_of_130000_files_is_capped_and_quick():
     data = tnef_bomb(BOMB)
     tracemalloc.start()
-    started = time.perf_counter()
+    started = time.process_time()
     try:
         inbound = parse(with_winmail(data))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - started < 1
+    assert time.process_time() - started < 1
     assert len(inbound.attachments) == MAX_PARTS
     assert "TooManyParts" in inbound.defects
     assert sum(a.size for a in inbound.attachments) <= len(data)
@@ -61,9 +61,9 @@ def test_a_property_list_of_a_million_numbers_is_passed_over_quickly():
              + struct.pack("<I", count) + b"\x00" * 4 * count)
     data = (SIGNATURE + tnef_attribute(2, 0x00069002, b"")
             + tnef_attribute(2, 0x0006800F, b"data") + tnef_attribute(2, 0x00069005, props))
-    started = time.perf_counter()
+    started = time.process_time()
     [found] = attachments(data)
-    assert time.perf_counter() - started < 1
+    assert time.process_time() - started < 1
     assert (found.filename, found.payload) == ("attachment", b"data")
 
 
@@ -102,9 +102,9 @@ def test_winmail_dat_in_the_corpus_reads_as_before():
 def test_a_tnef_bomb_through_the_pipeline(make_desk):
     desk = make_desk()
     desk.send(mail(message_id="<m1@school.test>"))
-    started = time.perf_counter()
+    started = time.process_time()
     result = desk.send(with_winmail(tnef_bomb(BOMB)))  # a reply on ticket 1
-    assert time.perf_counter() - started < 2
+    assert time.process_time() - started < 2
     assert result.state == "processed" and result.outcome.ticket_id == 1
     with desk.db.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Attachment)) == MAX_PARTS

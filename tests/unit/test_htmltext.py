@@ -25,13 +25,13 @@ def test_a_table_that_would_pad_into_gigabytes_is_converted_plainly():
     html = ("<table><tr><td>" + "x<br>" * 20_000 + "</td><td>" + "y" * 100_000
             + "</td></tr></table>")
     tracemalloc.start()
-    started = time.perf_counter()
+    started = time.process_time()
     try:
         text = html_to_text(html)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - started < 2
+    assert time.process_time() - started < 2
     assert peak < 50_000_000 and len(text) < 2 * len(html)
     assert text.count("x") == 20_000 and "y" * 100_000 in text
 
@@ -74,10 +74,10 @@ def test_html_beyond_the_plain_limit_is_named_not_read():
 
 
 def test_a_common_indent_is_removed_in_linear_time():
-    started = time.perf_counter()
+    started = time.process_time()
     assert html_to_text("<pre>" + " " * 60_000 + "x\n" + " " * 60_000 + "y</pre>") \
         == "x\ny"
-    assert time.perf_counter() - started < 2
+    assert time.process_time() - started < 2
 
 
 def test_an_empty_document():

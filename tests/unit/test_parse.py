@@ -289,10 +289,10 @@ def test_hostile_winmail_dat_costs_no_time():
         2, 0x00069005, b"\xff\xff\xff\xff" + b"\x00" * 8)
     hostile = struct.pack("<IH", 0x223E9F78, 1) + tnef_attribute(
         2, 0x00069002, b"\x00" * 14) + hostile[6:]
-    started = time.perf_counter()
+    started = time.process_time()
     [kept] = parse(_with_winmail(hostile)).attachments
     assert kept.filename == "winmail.dat"
-    assert time.perf_counter() - started < 1
+    assert time.process_time() - started < 1
 
 
 def _nested(depth: int) -> bytes:
@@ -306,14 +306,14 @@ def _nested(depth: int) -> bytes:
 
 @pytest.mark.parametrize("depth", [10, 100, 900, 5000])
 def test_deep_nesting_is_bounded(depth):
-    started = time.perf_counter()
+    started = time.process_time()
     try:
         inbound = parse(_nested(depth))
     except ParseError as error:
         assert "nested" in str(error)
     else:
         assert ("deep text" in inbound.text) == (depth <= 40)
-    assert time.perf_counter() - started < 2
+    assert time.process_time() - started < 2
 
 
 def test_endless_attached_messages_raise_parse_error_only():
@@ -326,10 +326,10 @@ def test_endless_attached_messages_raise_parse_error_only():
 
 def test_enormous_headers_are_bounded():
     recipients = b", ".join(b"user%d@x.test" % i for i in range(50_000))
-    started = time.perf_counter()
+    started = time.process_time()
     inbound = parse(_mail(b"Cc: " + recipients + b"\nReferences: " + b"<r@x> " * 20_000
                           + b"\nSubject: " + b"=?utf-8?q?x?= " * 50_000 + b"\n"))
-    assert time.perf_counter() - started < 2
+    assert time.process_time() - started < 2
     assert len(inbound.cc) == 500 and len(inbound.references) == 100
     assert len(inbound.subject) <= 1000
 
@@ -339,9 +339,9 @@ def test_worst_corpus_message_parses_quickly():
     if not path.exists():
         skip_without_corpus()
     raw = path.read_bytes()
-    started = time.perf_counter()
+    started = time.process_time()
     inbound = parse(raw)
-    assert time.perf_counter() - started < 2
+    assert time.process_time() - started < 2
     assert inbound.sender.address == "example@example.net"
 
 

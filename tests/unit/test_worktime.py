@@ -175,11 +175,11 @@ def _many_holidays(count: int, seed: int = 7) -> tuple[DateSpan, ...]:
 
 def test_a_thousand_holidays_and_delays_of_years_are_quick():
     calendar = school(zone=UTC, holidays=_many_holidays(1000))
-    began = clock.perf_counter()
+    began = clock.process_time()
     for delay in (timedelta(days=1000), timedelta(hours=20_000), timedelta(days=3)):
         found = calendar.add(at(2026, 1, 5, 9, 0, zone=UTC), delay)
         assert found > at(2026, 1, 5, 9, 0, zone=UTC)
-    assert clock.perf_counter() - began < 0.5
+    assert clock.process_time() - began < 0.5
 
 
 def test_long_spans_skip_whole_weeks():
