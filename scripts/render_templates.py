@@ -57,7 +57,7 @@ def mail_sample() -> dict:
     """The variables ``mailhelp check`` renders every template with, so both stay in step."""
     seen: list[dict] = []
     with mock.patch.object(templating, "render",
-                           lambda kind, variables, override_dir="": seen.append(variables)):
+                           lambda kind, variables, *args, **kwargs: seen.append(variables)):
         check._templates(CONFIG)
     return seen[0]
 
