@@ -256,6 +256,9 @@ def _templates(config: Config) -> str:
     # The morning queue's own variables (ticket lists with their mailto: actions).
     sample = queue_sample(sample["helpdesk"],
                           lambda n: config.helpdesk.subject_tag.format(id=n)) | sample
+    from .reports.html import sample as report_sample
+
+    sample = report_sample(sample["helpdesk"]) | sample  # the digest's report and charts
     brand = branding.brand(config)
     for kind in KINDS:
         render(kind, sample, config.templates.dir, brand)
@@ -264,6 +267,3 @@ def _templates(config: Config) -> str:
     shown = f"; logo {config.helpdesk.logo} ({logo.subtype}, {len(logo.data) // 1024} KB, " \
         "inline)" if logo else ""
     return f"{len(KINDS)} mail templates render ({where}){shown}"
-    from .reports.html import sample as report_sample
-
-    sample = report_sample(sample["helpdesk"]) | sample  # the digest's report and charts

@@ -375,6 +375,8 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     templates: TemplatesConfig = field(default_factory=TemplatesConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    directory: DirectoryConfig = field(default_factory=DirectoryConfig)
+    categories: tuple[CategoryConfig, ...] = ()
     report: ReportConfig = field(default_factory=ReportConfig)
     path: str = ""
 
@@ -386,8 +388,6 @@ class Config:
                 or domain in self.staff.domains
                 or any(a.rpartition("@")[2] == domain for a in self.staff.addresses))
 
-    directory: DirectoryConfig = field(default_factory=DirectoryConfig)
-    categories: tuple[CategoryConfig, ...] = ()
     def require_imap(self) -> ImapConfig:
         if self.imap is None:
             raise ConfigError("imap: section missing (this command reads the help mailbox)")
