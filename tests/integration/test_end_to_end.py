@@ -94,7 +94,7 @@ def test_a_new_message_becomes_a_ticket_and_an_acknowledgement(mail, config, dat
     kinds = [m["kind"] for m in shown["messages"]]
     assert kinds == ["request", "ack", "notification", "notification"]
     assert shown["messages"][0]["attachments"] == [
-        {"filename": "no signal.png", "content_type": "image/png", "size": 70}]
+        {"filename": "no signal.png", "content_type": "image/png", "size": 70, "id": 1}]
 
     # Running again changes nothing: no ticket, no mail, nothing moved.
     again = mailhelp(config, "run", "--once")

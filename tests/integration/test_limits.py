@@ -81,7 +81,7 @@ def test_a_repeating_sender_is_held_and_shown_as_held(mail, config, database_url
 
     shown = mailhelp(config, "tickets", "show", "3")
     assert shown.returncode == 0, shown.stderr.decode()
-    [line] = [line for line in shown.stdout.decode().splitlines() if "-> ack" in line]
+    [line] = [line for line in shown.stdout.decode().splitlines() if "  ack  to " in line]
     assert "[SUPPRESSED: rate limit: 2 automatic mails to teacher2@school.test" in line
     ticket = json.loads(mailhelp(config, "tickets", "show", "3", "--json").stdout)
     [ack] = [m for m in ticket["messages"] if m["kind"] == "ack"]
