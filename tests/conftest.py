@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,12 @@ from tests.servers import mail, mail_servers_session, server_skip_report  # noqa
 PG_URL = os.environ.get("MAILHELP_TEST_DATABASE", "")
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def database_at(folder: Path) -> Iterator[str]:
+    """A fresh database's URL: a SQLite file in ``folder``, or on PostgreSQL a schema of
+    its own, dropped afterwards."""
     if not PG_URL or PG_URL == "sqlite":
-        yield f"sqlite:///{tmp_path / 'mailhelp.db'}"
+        yield f"sqlite:///{folder / 'mailhelp.db'}"
         return
     import psycopg
 
@@ -32,9 +35,24 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     with psycopg.connect(plain, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
     separator = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
-    with psycopg.connect(plain, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA {schema} CASCADE")
+    try:
+        yield f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(plain, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    with database_at(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_database_url(tmp_path_factory) -> Iterator[str]:
+    """One database for a module's tests (those that share a desk)."""
+    with database_at(tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 def pytest_report_header(config) -> str:

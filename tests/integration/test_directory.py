@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import secrets
 import smtplib
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -48,25 +47,6 @@ ROSTER = ("\ufeffRoom,Email Address,Employee ID,Full Name,SCHOOL\r\n"
           "12,teacher1@school.test,881,\"García, María\",Lincoln Elementary\r\n"
           "\r\n"
           "B-4,teacher2@school.test,882,Bob Miller,\"East High, Annex\"\r\n")
-
-
-@pytest.fixture(scope="module")
-def module_database_url(tmp_path_factory):
-    from tests.conftest import PG_URL
-
-    if not PG_URL or PG_URL == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('directory') / 'mailhelp.db'}"
-        return
-    import psycopg
-
-    schema = f"t_{secrets.token_hex(6)}"
-    plain_url = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain_url, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
-    with psycopg.connect(plain_url, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 class Desk:

@@ -13,11 +13,9 @@ import email
 import email.policy
 import email.utils
 import os
-import secrets
 import struct
 import subprocess
 import zlib
-from collections.abc import Iterator
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -51,22 +49,8 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def desk_database(tmp_path_factory) -> Iterator[str]:
-    """The module's database: SQLite, or a schema of its own on PostgreSQL (as
-    tests/conftest.py's database_url, for a module)."""
-    url = os.environ.get("MAILHELP_TEST_DATABASE", "")
-    if not url or url == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'mailhelp.db'}"
-        return
-    import psycopg
-
-    schema = f"t_{secrets.token_hex(6)}"
-    plain_url = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain_url, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-    with psycopg.connect(plain_url, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA {schema} CASCADE")
+def desk_database(module_database_url) -> str:
+    return module_database_url
 
 
 @pytest.fixture(scope="module")

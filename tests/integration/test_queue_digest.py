@@ -14,7 +14,6 @@ import email
 import email.policy
 import json
 import re
-import secrets
 import smtplib
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -141,25 +140,6 @@ def compose(url: str, sender: str, signature: str) -> EmailMessage:
     made["Message-ID"] = make_msgid(domain="school.test")
     made.set_content(fields["body"].replace("\r\n", "\n") + f"\n-- \n{signature}\n")
     return made
-
-
-@pytest.fixture(scope="module")
-def module_database_url(tmp_path_factory):
-    from tests.conftest import PG_URL
-
-    if not PG_URL or PG_URL == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('queue') / 'mailhelp.db'}"
-        return
-    import psycopg
-
-    schema = f"t_{secrets.token_hex(6)}"
-    plain_url = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain_url, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
-    with psycopg.connect(plain_url, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
-import secrets
-from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
@@ -32,22 +29,8 @@ SCREENSHOT = b"\x89PNG\r\n\x1a\n" + bytes(range(255, -1, -1)) * 4
 
 
 @pytest.fixture(scope="module")
-def desk_database(tmp_path_factory) -> Iterator[str]:
-    """The module's database: SQLite, or a schema of its own on PostgreSQL (as
-    tests/conftest.py's database_url, for a module)."""
-    url = os.environ.get("MAILHELP_TEST_DATABASE", "")
-    if not url or url == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'mailhelp.db'}"
-        return
-    import psycopg
-
-    schema = f"t_{secrets.token_hex(6)}"
-    plain_url = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain_url, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-    with psycopg.connect(plain_url, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA {schema} CASCADE")
+def desk_database(module_database_url) -> str:
+    return module_database_url
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import pty
-import secrets
 import stat
 import subprocess
 import sys
@@ -21,7 +20,6 @@ import sys
 import pytest
 
 from tests import mailclients
-from tests.conftest import PG_URL
 from tests.helpers import mailhelp, write_config
 from tests.integration.test_conversations import JANE, Desk, parsed
 
@@ -34,20 +32,8 @@ CATEGORIES = '[[categories]]\nname = "Printers"\nkeywords = ["printer", "toner"]
 
 
 @pytest.fixture(scope="module")
-def database(tmp_path_factory):
-    if not PG_URL or PG_URL == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('desk') / 'mailhelp.db'}"
-        return
-    import psycopg
-
-    schema = f"t_{secrets.token_hex(6)}"
-    plain_url = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain_url, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
-    with psycopg.connect(plain_url, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA {schema} CASCADE")
+def database(module_database_url) -> str:
+    return module_database_url
 
 
 def _with_photo(raw: bytes) -> bytes:

@@ -11,8 +11,6 @@ import json
 import secrets
 import struct
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -23,7 +21,7 @@ from mailhelp.db.session import Database
 from mailhelp.reports import periods
 from mailhelp.weekly import DateSpan, WeeklyHours
 from mailhelp.worktime import WorkCalendar
-from tests.conftest import PG_URL
+from tests.conftest import database_at
 from tests.helpers import mailhelp, write_config
 
 CHICAGO = ZoneInfo("America/Chicago")  # CST, UTC-6, all through this November
@@ -107,31 +105,10 @@ def one_pixel_png() -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\0\x1a\x5f\xb4")) + chunk(b"IEND", b""))
 
 
-@contextmanager
-def _schema(tmp_path, pg_url: str) -> Iterator[str]:
-    """A database URL for a module's tests: SQLite in ``tmp_path``, or a schema of its
-    own on PostgreSQL (as tests/conftest.py's database_url, for a whole module)."""
-    if not pg_url or pg_url == "sqlite":
-        yield f"sqlite:///{tmp_path / 'mailhelp.db'}"
-        return
-    import psycopg
-
-    schema = f"t_{secrets.token_hex(6)}"
-    plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in pg_url else "?"
-    try:
-        yield f"{pg_url}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(plain, autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
 @pytest.fixture(scope="module")
 def desk(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("report")
-    with _schema(tmp_path, PG_URL) as url:
+    with database_at(tmp_path) as url:
         (tmp_path / "logo.png").write_bytes(one_pixel_png())
         path = write_config(tmp_path, url, extra=EXTRA.format(logo=tmp_path / "logo.png"))
         assert mailhelp(path, "init").returncode == 0

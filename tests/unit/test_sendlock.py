@@ -173,36 +173,20 @@ def test_each_desk_has_its_own_lock_and_the_file_is_private(database_url, tmp_pa
     # Two desks (two SQLite files, or two schemas of one PostgreSQL database) never wait
     # for each other.
     from mailhelp.db.session import Database
+    from tests.conftest import database_at
 
-    if database_url.startswith("sqlite"):
-        other_url = f"sqlite:///{tmp_path / 'other.db'}"
-        cleanup = None
-    else:
-        import psycopg
-
-        from tests.conftest import PG_URL
-
-        schema = f"t_{os.urandom(6).hex()}"
-        plain = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(plain, autocommit=True) as connection:
-            connection.execute(f"CREATE SCHEMA {schema}")
-        other_url = database_url.rsplit("%3D", 1)[0] + f"%3D{schema}"
-
-        def cleanup():
-            with psycopg.connect(plain, autocommit=True) as connection:
-                connection.execute(f"DROP SCHEMA {schema} CASCADE")
-    one, other = Database(database_url), Database(other_url)
-    try:
-        async def both():
-            held = [await asyncio.wait_for(SendLock(db).take(), 10) for db in (one, other)]
-            for each in held:
-                each.release()
-        asyncio.run(both())
-        if database_url.startswith("sqlite"):
-            lock_file = f"{one.engine.url.database}-send.lock"
-            assert os.stat(lock_file).st_mode & 0o777 == 0o600
-    finally:
-        one.dispose()
-        other.dispose()
-        if cleanup is not None:
-            cleanup()
+    (tmp_path / "other").mkdir()
+    with database_at(tmp_path / "other") as other_url:
+        one, other = Database(database_url), Database(other_url)
+        try:
+            async def both():
+                held = [await asyncio.wait_for(SendLock(db).take(), 10) for db in (one, other)]
+                for each in held:
+                    each.release()
+            asyncio.run(both())
+            if database_url.startswith("sqlite"):
+                lock_file = f"{one.engine.url.database}-send.lock"
+                assert os.stat(lock_file).st_mode & 0o777 == 0o600
+        finally:
+            one.dispose()
+            other.dispose()

@@ -30,33 +30,14 @@ CHICAGO = ZoneInfo("America/Chicago")
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    """One desk of six tickets for the read-only tests (SQLite or PostgreSQL: the
-    database_url fixture is per test, so this one makes its own)."""
-    from tests.conftest import PG_URL
-
-    if PG_URL and PG_URL != "sqlite":
-        import secrets
-
-        import psycopg
-
-        schema = f"t_{secrets.token_hex(6)}"
-        plain = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(plain, autocommit=True) as connection:
-            connection.execute(f"CREATE SCHEMA {schema}")
-        separator = "&" if "?" in PG_URL else "?"
-        url = f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
-    else:
-        schema, url = None, f"sqlite:///{tmp_path_factory.mktemp('tickets') / 'm.db'}"
-    database = Database(url)
+def db(module_database_url):
+    """One desk of six tickets for the read-only tests."""
+    database = Database(module_database_url)
     upgrade(database)
     with transaction(database) as tx:
         fill(tx)
     yield database
     database.dispose()
-    if schema:
-        with psycopg.connect(plain, autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def fill(tx: Session) -> None:
