@@ -197,10 +197,13 @@ def _survey_answer(inbound: Inbound, facts: Facts, ticket: TicketFacts | None) -
     if survey is None:
         return None
     answer = surveys.read_answer(new_text_of(inbound, signature=False))
-    if answer is None and (not token or (ticket is not None and not surveys.named(inbound))):
-        # A reply to the survey mail that rates nothing: an ordinary reply. So is one to
-        # a resolved notice that carried the survey, its token only in the quoted text
-        # ("still broken" reopens the ticket).
+    # A reply to a resolved notice that carried the survey: its token only in the quoted
+    # text. Only a digit rates there, as the notice asks; "still broken" or "Bad, it is
+    # broken again" is about the fix, an ordinary reply that reopens the ticket.
+    quoted_only = bool(token) and ticket is not None and not surveys.named(inbound)
+    if answer is None and (not token or quoted_only):
+        return None  # a reply to the survey mail that rates nothing: an ordinary reply
+    if quoted_only and not answer.by_number:
         return None
     if inbound.sender.address != survey.requester:
         # The token came from someone else's survey: not theirs to answer.

@@ -34,6 +34,7 @@ MAX_ANSWER = 20_000  # characters of a reply read for a rating and a comment
 class Answer:
     rating: int
     comment: str
+    by_number: bool = False  # "4 ..." rather than "good ..."
 
 
 def new_token() -> str:
@@ -96,7 +97,7 @@ def read_answer(text: str) -> Answer | None:
     if number and rest and _label_first(rest):
         rest = rest.split(None, 1)[1] if " " in rest.strip() else ""  # "5 - Great" -> ""
     comment = "\n".join(_COMMENT_PREFIX.sub("", line) for line in rest.split("\n"))
-    return Answer(rating, comment.strip(" \n-–—:,."))
+    return Answer(rating, comment.strip(" \n-–—:,."), by_number=bool(number))
 
 
 def _label_first(rest: str) -> bool:

@@ -282,6 +282,14 @@ def test_a_reply_quoting_a_survey_token_counts_only_if_it_rates():
     assert reply.name == RouteName.REQUESTER_REPLY
     rated = route(mail("5" + quoted), facts(thread=on_ticket("resolved"), survey=survey))
     assert rated.name == RouteName.SURVEY_ANSWER and rated.answer.rating == 5
+    # A rating word there is about the fix, not a rating: "Bad" reopens, never rates 1.
+    worded = route(mail("Bad, it is broken again." + quoted),
+                   facts(thread=on_ticket("resolved", subject="Printer jam"), survey=survey,
+                         proof=None))
+    assert worded.name == RouteName.REQUESTER_REPLY
+    named = route(mail("Bad, it is broken again.", to=f"help+survey-{TOKEN}@school.test"),
+                  facts(thread=on_ticket("resolved"), survey=survey))
+    assert named.name == RouteName.SURVEY_ANSWER and named.answer.rating == 1
     comment = route(mail("It is broken again." + quoted, to=f"help+survey-{TOKEN}@school.test"),
                     facts(thread=on_ticket("resolved"), survey=survey))
     assert comment.name == RouteName.SURVEY_ANSWER and comment.answer is None
