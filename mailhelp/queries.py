@@ -50,23 +50,24 @@ def _list(app, args) -> int:
 def _export(app, args) -> int:
     from contextlib import nullcontext
 
-    from .cli_tickets import streamed, ticket_object, write_csv, write_json_array
+    from .cli_tickets import export_csv, streamed, ticket_object, write_json_array
     from .private import private_file
     from .ticket_filters import Filters, listing_query
 
     zone = app.config.helpdesk.zone
     filters = Filters.from_args(args, app.clock(), zone)
-    query = listing_query(filters, app.db.dialect, people=True)
+    csv_rows = args.format == "csv"
+    query = listing_query(filters, app.db.dialect, people=not csv_rows, exported=csv_rows)
     if args.output:
         private_file(args.output)  # 0600 before a line is in it
     with app.db.sessions() as session, (
             open(args.output, "w", newline="", encoding="utf-8") if args.output
             else nullcontext(sys.stdout)) as out:
-        tickets = streamed(session, query)
-        if args.format == "csv":
-            write_csv(tickets, zone, out)
+        if csv_rows:
+            export_csv(session, query, zone, out)
         else:
-            write_json_array((ticket_object(t, zone) for t in tickets), out)
+            write_json_array((ticket_object(t, zone) for t in streamed(session, query)),
+                             out)
     return 0
 
 

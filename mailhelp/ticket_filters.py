@@ -15,7 +15,7 @@ from datetime import date, datetime, time, tzinfo
 from sqlalchemy import Select, select
 from sqlalchemy.orm import aliased, contains_eager, selectinload
 
-from .db.models import Participant, Person, Ticket
+from .db.models import Participant, Person, Survey, Ticket
 from .durations import parse_duration
 from .errors import UsageError
 from .search import matching_ticket_ids, words
@@ -27,6 +27,11 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # The columns of a listing row (listing_query(columns=True)), in the table's order.
 LISTED = ("id", "status", "priority", "created_at", "updated_at", "requester_address",
           "assignee_address", "school", "category", "subject")
+# The columns of an export row (listing_query(exported=True)), in the CSV's order but
+# the participants (export_participants(), a page at a time).
+EXPORTED = ("id", "subject", "status", "priority", "requester", "assignee", "school",
+            "room", "category", "created_at", "updated_at", "first_response_at",
+            "resolved_at", "closed_at", "merged_into_id", "survey_rating", "survey_comment")
 
 
 @dataclass(frozen=True)
@@ -84,11 +89,12 @@ def status_names(values: list[str] | None) -> list[str]:
 
 
 def listing_query(filters: Filters, dialect: str, *, people: bool = False,
-                  columns: bool = False) -> Select:
+                  columns: bool = False, exported: bool = False) -> Select:
     """The tickets the filters select, oldest first (with a limit: the newest N, still
     in that order). ``people``: participants and surveys too (the JSON objects).
     ``columns``: plain rows of what a listing shows (LISTED), not tickets: a screenful
-    or a pipe of 100,000 tickets costs no ORM objects."""
+    or a pipe of 100,000 tickets costs no ORM objects. ``exported``: plain rows of the
+    CSV export's columns (EXPORTED; the participants are export_participants())."""
     requester, assignee = aliased(Person), aliased(Person)
     conditions = []
     if filters.statuses:
@@ -111,7 +117,17 @@ def listing_query(filters: Filters, dialect: str, *, people: bool = False,
             conditions.append(Ticket.id.is_(None))
         for n, word in enumerate(found):
             conditions.append(Ticket.id.in_(select(matching_ticket_ids(dialect, word, n))))
-    if columns:
+    if exported:
+        query = (select(*(getattr(Ticket, name) for name in EXPORTED[:4]),
+                        requester.address.label("requester"),
+                        assignee.address.label("assignee"),
+                        *(getattr(Ticket, name) for name in EXPORTED[6:15]),
+                        Survey.rating.label("survey_rating"),
+                        Survey.comment.label("survey_comment"))
+                 .select_from(Ticket).join(requester, Ticket.requester)
+                 .outerjoin(assignee, Ticket.assignee)
+                 .outerjoin(Survey, Survey.ticket_id == Ticket.id))
+    elif columns:
         query = (select(*(getattr(Ticket, name) for name in LISTED[:5]),
                         requester.address.label("requester_address"),
                         assignee.address.label("assignee_address"),
@@ -134,3 +150,15 @@ def listing_query(filters: Filters, dialect: str, *, people: bool = False,
                   .order_by(Ticket.id.desc()).limit(filters.limit))
         return query.where(Ticket.id.in_(newest)).order_by(Ticket.id)
     return query.where(*conditions).order_by(Ticket.id)
+
+
+def export_participants(session, ticket_ids: list[int]) -> dict[int, str]:
+    """The CC'd addresses of a page of tickets, each ticket's space-separated in the
+    order they joined (Ticket.participants' order): one query for the page."""
+    found: dict[int, list[str]] = {}
+    for ticket_id, address in session.execute(
+            select(Participant.ticket_id, Person.address)
+            .join(Person, Participant.person_id == Person.id)
+            .where(Participant.ticket_id.in_(ticket_ids)).order_by(Participant.id)):
+        found.setdefault(ticket_id, []).append(address)
+    return {ticket_id: " ".join(addresses) for ticket_id, addresses in found.items()}
