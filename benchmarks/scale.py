@@ -60,9 +60,10 @@ def generate(url: str, tickets: int, seed: int, say) -> tuple[int, float]:
     """Fill the desk; return (messages, seconds)."""
     from sqlalchemy import create_engine, insert
 
-    from mailhelp.db.models import Message, Person, Survey, Ticket
+    from mailhelp.db.models import Message, Person, Survey, Ticket, TicketEvent
 
     rng = random.Random(seed)
+    events_rng = random.Random(seed + 1)  # apart: the tickets stay those of before
     engine = create_engine(url)
     began = time.monotonic()
     teachers = [{"id": n, "address": f"teacher{n}@school.test", "name": f"Teacher {n}",
@@ -74,7 +75,7 @@ def generate(url: str, tickets: int, seed: int, say) -> tuple[int, float]:
     messages = 0
     span = timedelta(days=1461).total_seconds()
     for start in range(1, tickets + 1, BATCH):
-        ticket_rows, message_rows, survey_rows = [], [], []
+        ticket_rows, message_rows, survey_rows, event_rows = [], [], [], []
         for number in range(start, min(start + BATCH, tickets + 1)):
             # Four school years at an even pace: about 2,000 tickets in any 30 days.
             age = span * rng.random()
@@ -115,6 +116,7 @@ def generate(url: str, tickets: int, seed: int, say) -> tuple[int, float]:
                     "cc": [], "subject": subject if n == 0 else f"Re: [#{number}] {subject}",
                     "date": created + timedelta(minutes=n), "text": text, "body": text,
                     "thread_reason": "", "created_at": created + timedelta(minutes=n)})
+            event_rows.extend(_history(number, status, tech, answered, done, events_rng))
             if status in ("resolved", "closed") and rng.random() < 0.6:
                 survey_rows.append({
                     "ticket_id": number, "token": f"t{number}", "sent_at": done,
@@ -125,6 +127,8 @@ def generate(url: str, tickets: int, seed: int, say) -> tuple[int, float]:
             connection.execute(insert(Message), message_rows)
             if survey_rows:
                 connection.execute(insert(Survey), survey_rows)
+            if event_rows:
+                connection.execute(insert(TicketEvent), event_rows)
         messages += len(message_rows)
         say(f"{min(start + BATCH - 1, tickets)} tickets, {messages} messages, "
             f"{time.monotonic() - began:.0f} s")
@@ -132,6 +136,33 @@ def generate(url: str, tickets: int, seed: int, say) -> tuple[int, float]:
         connection.exec_driver_sql("ANALYZE")  # as a desk that has been running would be
     engine.dispose()
     return messages, time.monotonic() - began
+
+
+def _history(number: int, status: str, tech, answered, done, rng) -> list[dict]:
+    """A ticket's events as the desk writes them (what the report counts): assigned and
+    new -> open at the first answer, pending for a while on some, then resolved (by the
+    pending timeout on some) and closed a few days later."""
+    if tech is None:
+        return []
+    by = tech["address"]
+    rows = [{"ticket_id": number, "at": answered, "actor": by, "action": "assign",
+             "detail": by},
+            {"ticket_id": number, "at": answered, "actor": by, "action": "status",
+             "detail": "new -> open"}]
+    state = "open"
+    if status == "pending" or rng.random() < 0.3:
+        rows.append({"ticket_id": number, "at": min(answered + timedelta(hours=1), done),
+                     "actor": by, "action": "status", "detail": "open -> pending"})
+        state = "pending"
+    if status in ("resolved", "closed"):
+        actor = "system:auto-resolve" if state == "pending" and rng.random() < 0.5 else by
+        rows.append({"ticket_id": number, "at": done, "actor": actor, "action": "status",
+                     "detail": f"{state} -> resolved"})
+        if status == "closed":
+            rows.append({"ticket_id": number, "at": done + timedelta(days=3),
+                         "actor": "system", "action": "status",
+                         "detail": "resolved -> closed"})
+    return [row for row in rows if row["at"] <= NOW]
 
 
 COMMANDS = (
@@ -152,6 +183,8 @@ COMMANDS = (
     ("tickets list --json --limit 100", ["tickets", "list", "--json", "--limit", "100"]),
     ("tickets show N", ["tickets", "show", "{middle}"]),
     ("report --since 30d", ["report", "--since", "30d"]),
+    ("report --since 365d", ["report", "--since", "365d"]),
+    ("report --since 365d --by school", ["report", "--since", "365d", "--by", "school"]),
     ("tickets list (all, piped)", ["tickets", "list"]),
     ("tickets export --format csv (all)", ["tickets", "export", "--format", "csv"]),
 )

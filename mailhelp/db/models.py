@@ -256,6 +256,8 @@ class TicketEvent(Base):
     """One line of a ticket's history: what changed, when, and who or what caused it."""
 
     __tablename__ = "ticket_events"
+    # The report's status changes since a time (migration 0011).
+    __table_args__ = (Index("ix_ticket_events_action_at", "action", "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)

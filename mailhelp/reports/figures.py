@@ -61,7 +61,7 @@ class History:
         last = None  # its last resolution in the period
         closed = reopened = False
         for change in self.by_ticket.get(ticket.id, ()):
-            if change.at >= end:
+            if change.at >= end if change.after is None else change.after:
                 if at_end is None:
                     at_end = change.old
                 break
@@ -77,6 +77,7 @@ class History:
             at_start = at_end or ticket.status
         if at_end is None:
             at_end = ticket.status
+        resolved_at = last.at if last is not None else None  # read once, here
         opened = ticket.created_at >= start  # fetch reads none created at or after end
         answered = opened and ticket.first_response_at is not None \
             and ticket.first_response_at < end
@@ -84,14 +85,14 @@ class History:
             "opened": opened,
             "resolved": last is not None,
             "by_timeout": last is not None and last.actor == AUTO,
-            "resolved_at": last.at if last is not None else None,
+            "resolved_at": resolved_at,
             "closed": closed,
             "reopened": reopened,
             "open_at_start": at_start is not None and at_start not in DONE,
             "open_at_end": at_end not in DONE,
             "first_response": (between(ticket.created_at, ticket.first_response_at)
                                if answered else None),
-            "resolution": (between(ticket.created_at, last.at)
+            "resolution": (between(ticket.created_at, resolved_at)
                            if last is not None and last.actor != AUTO else None),
         }
 
