@@ -31,13 +31,14 @@ def _list(app, args) -> int:
         ticket_object,
         write_json_array,
     )
-    from .ticket_filters import Filters, listing_query
+    from .ticket_filters import Filters, listing_query, quick_plans
 
     zone = app.config.helpdesk.zone  # times as the desk's clock shows them, JSON's too
     filters = Filters.from_args(args, app.clock(), zone)
     query = listing_query(filters, app.db.dialect, people=args.json, columns=not args.json)
     out = sys.stdout
     with app.db.sessions() as session:
+        quick_plans(session, app.db.dialect)
         if args.json:
             write_json_array((ticket_object(t, zone) for t in streamed(session, query)), out)
         elif out.isatty():
@@ -52,7 +53,7 @@ def _export(app, args) -> int:
 
     from .cli_tickets import export_csv, streamed, ticket_object, write_json_array
     from .private import private_file
-    from .ticket_filters import Filters, listing_query
+    from .ticket_filters import Filters, listing_query, quick_plans
 
     zone = app.config.helpdesk.zone
     filters = Filters.from_args(args, app.clock(), zone)
@@ -63,6 +64,7 @@ def _export(app, args) -> int:
     with app.db.sessions() as session, (
             open(args.output, "w", newline="", encoding="utf-8") if args.output
             else nullcontext(sys.stdout)) as out:
+        quick_plans(session, app.db.dialect)
         if csv_rows:
             export_csv(session, query, zone, out)
         else:
