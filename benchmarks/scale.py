@@ -240,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at", metavar="REVISION",
                         help="time the mailhelp of this commit (git archive), not the "
                         "working tree's")
+    parser.add_argument("--only", metavar="WORDS",
+                        help="time only the commands whose label holds these words")
     args = parser.parse_args(argv)
     if args.quick:
         args.tickets, args.runs = 10_000, 3
@@ -302,6 +304,8 @@ def _one_database(kind: str, args, command: list[str], env, say) -> None:
             print(f"{kind}: generated {args.tickets} tickets, {messages} messages in "
                   f"{seconds:.0f} s", flush=True)
             for label, given in COMMANDS:
+                if args.only and args.only not in label:
+                    continue
                 words = [part.format(middle=args.tickets // 2) for part in given]
                 runs = min(args.runs, 3) if "(all" in label else args.runs
                 times, count = timed([*base, *words], runs, env=env)

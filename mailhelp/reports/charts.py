@@ -4,12 +4,14 @@ label). No charting library: bars on a viewBox that scales to the width it is gi
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 WEEKS = 26  # the weekly chart shows at most the last 26 weeks of a period
 BUCKETS = ((1, "< 1 h"), (4, "1-4 h"), (8, "4-8 h"), (24, "8-24 h"), (72, "1-3 d"),
            (None, "> 3 d"))  # hours of counted time (open time with [calendar])
+TOPS = [top for top, _ in BUCKETS if top is not None]  # ascending; past them: the last
 SCHOOLS = 12  # the busiest schools drawn; the JSON groups have them all
 
 
@@ -26,20 +28,29 @@ def series(history) -> dict:
     while monday <= period.local(period.end - timedelta(microseconds=1)).date():
         weekly[monday.isoformat()] = {"week": monday.isoformat(), "opened": 0, "resolved": 0}
         monday += timedelta(days=7)
+    # Each week's first instant (its Monday's local midnight, the first if the clocks
+    # repeat it), in UTC: a moment's week is a bisection, not a conversion per ticket.
+    mondays = list(weekly)
+    starts = [datetime.combine(date.fromisoformat(m), time(), tzinfo=zone).astimezone(UTC)
+              for m in mondays]
+
+    def week_in(moment) -> str:
+        i = bisect_right(starts, moment) - 1
+        return mondays[i] if 0 <= i < len(mondays) else week_of(moment)
+
     histogram = [0] * len(BUCKETS)
     schools: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for ticket in rows.tickets.values():
         facts = history.facts[ticket.id]
         if facts["opened"]:
-            weekly[week_of(ticket.created_at)]["opened"] += 1
+            weekly[week_in(ticket.created_at)]["opened"] += 1
             schools[ticket.school or "(none)"][0] += 1
         if facts["resolved"]:
             schools[ticket.school or "(none)"][1] += 1
-            weekly[week_of(facts["resolved_at"])]["resolved"] += 1
+            weekly[week_in(facts["resolved_at"])]["resolved"] += 1
         if facts["first_response"] is not None:
             hours = facts["first_response"].total_seconds() / 3600
-            histogram[next(i for i, (top, _) in enumerate(BUCKETS)
-                           if top is None or hours < top)] += 1
+            histogram[bisect_right(TOPS, hours)] += 1  # the first bucket it is under
     months: dict[str, list[int]] = defaultdict(list)
     for survey in rows.surveys:
         if survey.rating:
