@@ -157,7 +157,7 @@ def export_csv(session, query, zone: tzinfo, out: TextIO) -> None:
 
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
-    result = session.execute(query.execution_options(yield_per=BATCH))
+    result = session.connection().execute(query.execution_options(yield_per=BATCH))
     for page in result.partitions(BATCH):
         cc = export_participants(session, [row[0] for row in page])
         writer.writerows([
@@ -175,8 +175,9 @@ def export_csv(session, query, zone: tzinfo, out: TextIO) -> None:
 
 def streamed_rows(session, query):
     """The query's rows (listing_query(columns=True)), BATCH at a time: the result
-    itself, whose partitions() print_tabbed writes a page at a time."""
-    return session.execute(query.execution_options(yield_per=BATCH))
+    itself, whose partitions() print_tabbed writes a page at a time. Run on the
+    session's connection (Core): plain rows need none of the ORM's loading per row."""
+    return session.connection().execute(query.execution_options(yield_per=BATCH))
 
 
 def terminal_width(out: TextIO) -> int:
