@@ -222,7 +222,7 @@ print(json.dumps(times))
 def in_process(argv: list[str], runs: int, env) -> list[float]:
     import json
 
-    done = subprocess.run([sys.executable, "-c", _INSIDE, json.dumps(argv), str(runs)],
+    done = subprocess.run([sys.executable, "-P", "-c", _INSIDE, json.dumps(argv), str(runs)],
                           capture_output=True, timeout=900, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {done.stderr.decode()[-2000:]}")
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="mailhelp-code-") as code:
         command, revision = _mailhelp_at(args.at, Path(code))
-        floor, _ = timed([sys.executable, "-c", FLOOR], args.runs, env=_env(args.at, code))
+        floor, _ = timed([sys.executable, "-P", "-c", FLOOR], args.runs, env=_env(args.at, code))
         print(f"mailhelp scale benchmark at {revision}: {args.tickets} tickets, median of "
               f"{args.runs} runs in fresh processes (3 for whole listings); floor (python "
               f"and the imports of a tickets command) {statistics.median(floor):.3f} s",
@@ -276,7 +276,9 @@ def _mailhelp_at(revision: str | None, directory: Path) -> tuple[list[str], str]
     archive = subprocess.run(["git", "-C", str(root), "archive", commit, "mailhelp",
                               "templates"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
-    return [sys.executable, "-m", "mailhelp"], f"commit {commit}"
+    # -P: not the current directory first on sys.path (with -m or -c it is, and from
+    # the repository that imported the working tree's mailhelp, not the commit's).
+    return [sys.executable, "-P", "-m", "mailhelp"], f"commit {commit}"
 
 
 def _env(revision: str | None, code: str) -> dict[str, str] | None:
