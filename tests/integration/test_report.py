@@ -54,10 +54,10 @@ def servers():
 
 @pytest.fixture(scope="module")
 def desk(servers, tmp_path_factory):
-    from tests.unit.test_report import PG_URL, _schema
+    from tests.conftest import database_at
 
     tmp_path = tmp_path_factory.mktemp("digest")
-    with _schema(tmp_path, PG_URL) as url:
+    with database_at(tmp_path) as url:
         (tmp_path / "logo.png").write_bytes(one_pixel_png())
         config = write_config(tmp_path, url, servers,
                               extra=EXTRA.format(logo=tmp_path / "logo.png"))
