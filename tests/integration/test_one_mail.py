@@ -49,23 +49,18 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def desk_database(module_database_url) -> str:
-    return module_database_url
-
-
-@pytest.fixture(scope="module")
-def desk(tmp_path_factory, desk_database, mail_servers_session) -> Desk:
+def desk(tmp_path_factory, module_database_url, mail_servers_session) -> Desk:
     mail_servers_session.clear_mailboxes()
     directory = tmp_path_factory.mktemp("desk")
     logo = directory / "logo.png"
     logo.write_bytes(png(180, 48, LOGO_RGB))
-    config = write_config(directory, desk_database, mail_servers_session, extra=(
+    config = write_config(directory, module_database_url, mail_servers_session, extra=(
         f'[helpdesk]\nlogo = "{logo}"\n'
         '[survey]\ndelay = "0s"\nthank_you = false\n'
         f'base_url = "{SURVEY_SITE}"\nsecret = "correct horse battery staple"\n'))
     done = mailhelp(config, "init")
     assert done.returncode == 0, done.stderr.decode()
-    return Desk(mail_servers_session, config, desk_database)
+    return Desk(mail_servers_session, config, module_database_url)
 
 
 def html_of(message: EmailMessage) -> str:

@@ -29,18 +29,13 @@ SCREENSHOT = b"\x89PNG\r\n\x1a\n" + bytes(range(255, -1, -1)) * 4
 
 
 @pytest.fixture(scope="module")
-def desk_database(module_database_url) -> str:
-    return module_database_url
-
-
-@pytest.fixture(scope="module")
-def desk(tmp_path_factory, desk_database, mail_servers_session) -> Desk:
+def desk(tmp_path_factory, module_database_url, mail_servers_session) -> Desk:
     mail_servers_session.clear_mailboxes()
-    config = write_config(tmp_path_factory.mktemp("desk"), desk_database, mail_servers_session,
-                          extra='[helpdesk]\ntimezone = "America/Chicago"\n')
+    config = write_config(tmp_path_factory.mktemp("desk"), module_database_url,
+                          mail_servers_session, extra='[helpdesk]\ntimezone = "America/Chicago"\n')
     done = mailhelp(config, "init")
     assert done.returncode == 0, done.stderr.decode()
-    return Desk(mail_servers_session, config, desk_database)
+    return Desk(mail_servers_session, config, module_database_url)
 
 
 def _with_files(raw: bytes, *files: tuple[str, str, bytes] | EmailMessage) -> bytes:

@@ -31,11 +31,6 @@ PHOTO = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # every byte value, twice 
 CATEGORIES = '[[categories]]\nname = "Printers"\nkeywords = ["printer", "toner"]\n'
 
 
-@pytest.fixture(scope="module")
-def database(module_database_url) -> str:
-    return module_database_url
-
-
 def _with_photo(raw: bytes) -> bytes:
     message = email.message_from_bytes(raw, policy=email.policy.default)
     message.add_attachment(PHOTO, maintype="image", subtype="png",
@@ -44,15 +39,15 @@ def _with_photo(raw: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def desk(tmp_path_factory, database, mail_servers_session) -> Desk:
+def desk(tmp_path_factory, module_database_url, mail_servers_session) -> Desk:
     mail = mail_servers_session
     mail.clear_mailboxes()
     tmp_path = tmp_path_factory.mktemp("cli")
-    config = write_config(tmp_path, database, mail, extra='[helpdesk]\n'
+    config = write_config(tmp_path, module_database_url, mail, extra='[helpdesk]\n'
                           'timezone = "America/Chicago"\n')
     config.write_text(config.read_text() + CATEGORIES)
     assert mailhelp(config, "init").returncode == 0
-    desk = Desk(mail, config, database)
+    desk = Desk(mail, config, module_database_url)
     desk.send(_with_photo(mailclients.new_message(
         JANE, "Projector in room 12", "It shows a zebra pattern since Monday.\nJane")))
     desk.send(mailclients.new_message(BOB, "Printer jam", "Paper stuck in tray 2.\nBob"))
