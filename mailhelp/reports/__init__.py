@@ -27,7 +27,7 @@ def build(session: Session, config, period: Period, by: str | None = None) -> di
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return report(fetch(session, period), period, calendar.between, by,
+        return report(fetch(session, period, by), period, calendar.between, by,
                       business_hours=not calendar.elapsed)
     finally:
         if collecting:

@@ -1,15 +1,23 @@
-"""The rows a report is made from, read with three set-based queries (no query per
-ticket): the status changes since the period began, the tickets the period can see
-(opened in it, still active, or changed since it began), and the surveys sent in it.
-Plain values out; figures.py does the counting."""
+"""The rows a report is made from, read with set-based queries (no query per ticket):
+the status changes since the period began, the tickets the period can see (opened in
+it, or changed since it began), and the surveys sent in it. Plain values out;
+figures.py does the counting.
+
+The backlog that stood through the whole period (tickets made before it, still active,
+not changed since it began: open at its start and at its end, in no other figure) is
+counted in SQL, per group, with its oldest tickets named (``Standing``): a desk with
+a long backlog would otherwise read and weigh every one of them for two numbers."""
 
 from __future__ import annotations
 
+import heapq
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import NamedTuple
 
-from sqlalchemy import String, and_, or_, select, type_coerce
+from sqlalchemy import DateTime, String, and_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from ..db.models import Person, Survey, Ticket, TicketEvent
@@ -17,6 +25,9 @@ from ..states import DONE
 from .periods import Period
 
 ACTIVE = ("new", "open", "pending")
+OLDEST = 10  # the oldest open tickets a report names, per group
+CHUNK = 5_000  # ids a query names at most (SQLite allows 32,766 parameters)
+NONE = "(none)"  # the group of a ticket with no assignee, school or category
 
 
 # Tuples, not frozen dataclasses: a year's report makes 100,000s of these, and a frozen
@@ -66,11 +77,21 @@ class SurveyRow(NamedTuple):
     comment: str
 
 
+class Standing(NamedTuple):
+    """The backlog that stood through the period: how many, and the oldest; the same
+    per group (name: count, oldest) when the report is grouped."""
+
+    count: int = 0
+    oldest: list[TicketRow] = []
+    groups: dict[str, tuple[int, list[TicketRow]]] = {}
+
+
 @dataclass(frozen=True)
 class Rows:
     tickets: dict[int, TicketRow]
     changes: list[Change]  # since the period's start (to now), oldest first
     surveys: list[SurveyRow]  # sent in the period
+    standing: Standing = Standing()
 
 
 def _aware(value) -> datetime | None:
@@ -84,15 +105,24 @@ def _aware(value) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def fetch(session: Session, period: Period) -> Rows:
+def fetch(session: Session, period: Period, by: str | None = None) -> Rows:
     raw = session.get_bind().dialect.name == "sqlite"
     connection = session.connection()  # Core rows: the ORM's loading costs as much again
 
     def _time(column):
-        return type_coerce(column, String) if raw else column
+        # As the driver gives it: the column type's own processing (UTCDateTime's
+        # conversion to UTC) cost more than the rest of reading on PostgreSQL; _aware
+        # converts the few read as times.
+        return type_coerce(column, String if raw else DateTime(timezone=True))
 
-    changed = (select(TicketEvent.ticket_id)
-               .where(TicketEvent.action == "status", TicketEvent.at >= period.start))
+    def ticket_rows(*where):
+        return (select(Ticket.id, Ticket.subject, Ticket.status, _time(Ticket.created_at),
+                       _time(Ticket.first_response_at), Person.address, Ticket.school,
+                       Ticket.category, Ticket.priority)
+                .outerjoin(Person, Ticket.assignee_id == Person.id)
+                # A ticket merged into another is that one's request, not one of its own.
+                .where(Ticket.merged_into_id.is_(None), *where))
+
     changes = []
     # A year holds 100,000s of changes: each keeps its time as read (the end compared
     # in SQL), and figures.py reads the time of the few it needs.
@@ -103,34 +133,58 @@ def fetch(session: Session, period: Period) -> Rows:
             .order_by(TicketEvent.at, TicketEvent.id)).all():
         old, _, new = detail.partition(" -> ")
         changes.append(Change(ticket_id, at, actor, old.strip(), new.strip(), bool(after)))
-    tickets = {}
-    for row in connection.execute(
-            select(Ticket.id, Ticket.subject, Ticket.status, _time(Ticket.created_at),
-                   _time(Ticket.first_response_at), Person.address, Ticket.school,
-                   Ticket.category, Ticket.priority)
-            .outerjoin(Person, Ticket.assignee_id == Person.id)
-            # A ticket merged into another is that one's request, not one of its own.
-            .where(Ticket.created_at < period.end, Ticket.merged_into_id.is_(None), or_(
-                Ticket.created_at >= period.start, Ticket.status.in_(ACTIVE),
-                Ticket.id.in_(changed)))).all():
-        tickets[row[0]] = TicketRow(row[0], row[1] or "", row[2], _aware(row[3]),
-                                    _aware(row[4]), row[5] or "", row[6] or "", row[7] or "",
-                                    row[8] or "normal")
+    # The tickets opened in the period, then by id those it changed or surveyed that
+    # were opened before (a few hundred in a year; "or id in (changed)" in one query
+    # made SQLite look up each changed ticket, most of them opened in the period).
+    tickets = {row[0]: _ticket(row) for row in connection.execute(ticket_rows(
+        Ticket.created_at >= period.start, Ticket.created_at < period.end))}
     surveys = [SurveyRow(row[0], _aware(row[1]), row[2], row[3] or "")
                for row in connection.execute(
                    select(Survey.ticket_id, _time(Survey.sent_at), Survey.rating,
                           Survey.comment)
                    .where(and_(Survey.sent_at >= period.start, Survey.sent_at < period.end))
                    .order_by(Survey.sent_at, Survey.id)).all()]
-    missing = {s.ticket_id for s in surveys} - tickets.keys()
-    if missing:  # a survey sent in the period on a ticket done before it began
-        for row in connection.execute(
-                select(Ticket.id, Ticket.subject, Ticket.status, _time(Ticket.created_at),
-                       _time(Ticket.first_response_at), Person.address, Ticket.school,
-                       Ticket.category, Ticket.priority)
+    changed = {c.ticket_id for c in changes}
+    earlier = sorted((changed | {s.ticket_id for s in surveys}) - tickets.keys())
+    for at in range(0, len(earlier), CHUNK):
+        for row in connection.execute(ticket_rows(Ticket.id.in_(earlier[at:at + CHUNK]),
+                                                  Ticket.created_at < period.end)):
+            tickets[row[0]] = _ticket(row)
+    # Ordered by id: SQLite then scans the table (a few ms) instead of looking up the
+    # three quarters of it that the index on created_at would find, one by one.
+    group = (Person.address if by == "assignee" else getattr(Ticket, by)) if by else None
+    standing = (select(Ticket.id, _time(Ticket.created_at), group)
                 .outerjoin(Person, Ticket.assignee_id == Person.id)
-                .where(Ticket.id.in_(sorted(missing)), Ticket.merged_into_id.is_(None))).all():
-            tickets[row[0]] = TicketRow(row[0], row[1] or "", row[2], _aware(row[3]),
-                                        _aware(row[4]), row[5] or "", row[6] or "",
-                                        row[7] or "", row[8] or "normal")
-    return Rows(tickets, changes, surveys)
+                .where(Ticket.merged_into_id.is_(None), Ticket.status.in_(ACTIVE),
+                       Ticket.created_at < period.start).order_by(Ticket.id))
+    return Rows(tickets, changes, surveys,
+                _standing(connection, ticket_rows, standing, by, changed))
+
+
+def _ticket(row) -> TicketRow:
+    return TicketRow(row[0], row[1] or "", row[2], _aware(row[3]), _aware(row[4]),
+                     row[5] or "", row[6] or "", row[7] or "", row[8] or "normal")
+
+
+def _standing(connection, ticket_rows, query, by: str | None,
+              changed: set[int]) -> Standing:
+    """The standing backlog: ``query``'s rows (id, created, group) less those that
+    changed state since the period began (``changed``), counted per group of ``by``,
+    and the oldest OLDEST of each group (and of all) read whole."""
+    groups: dict[str, list] = defaultdict(list)
+    for row in connection.execute(query):
+        if row[0] not in changed:
+            groups[(row[2] or NONE) if by else ""].append(row)
+    age = itemgetter(1, 0)  # created, then id (SQLite's text sorts as its time does)
+    chosen = {name: heapq.nsmallest(OLDEST, rows, key=age) for name, rows in groups.items()}
+    first = heapq.nsmallest(OLDEST, [r for rows in chosen.values() for r in rows], key=age)
+    ids = sorted({row[0] for rows in chosen.values() for row in rows})
+    whole = {row[0]: _ticket(row)
+             for row in connection.execute(ticket_rows(Ticket.id.in_(ids)))} if ids else {}
+
+    def read(rows) -> list[TicketRow]:
+        return [whole[row[0]] for row in rows if row[0] in whole]
+
+    return Standing(sum(map(len, groups.values())), read(first),
+                    {name: (len(groups[name]), read(rows)) for name, rows in chosen.items()}
+                    if by else {})

@@ -20,6 +20,9 @@ Definitions (what each number counts, in the period [start, end)):
   average rating, share of 4 and 5 among the answers, the comments.
 - oldest_open: the tickets open at the end, oldest first (at most OLDEST).
 
+The standing backlog (data.Standing: active tickets made before the period and not
+changed since it began) comes counted: it adds to both backlogs and to oldest_open.
+
 A ticket merged into another (``merged_into_id``) is left out of every figure: its
 request is the survivor's, and its closing by the merge is no resolution.
 """
@@ -35,13 +38,11 @@ from datetime import timedelta
 from operator import itemgetter
 
 from ..states import DONE
-from .data import Change, Rows, SurveyRow, TicketRow
+from .data import NONE, OLDEST, Change, Rows, SurveyRow, TicketRow
 from .periods import Period
 
 AUTO = "system:auto-resolve"  # desk/schedule.AUTO (not imported: that pulls in the desk)
-OLDEST = 10
 COMMENTS = 20  # the latest comments shown, per group
-NONE = "(none)"
 GROUPINGS = ("assignee", "school", "category")
 
 
@@ -98,14 +99,16 @@ class History:
         }
 
 
-def figures(history: History, tickets: Iterable[TicketRow],
-            surveys: Iterable[SurveyRow]) -> dict:
-    """Every figure over ``tickets`` (and the surveys on them)."""
+def figures(history: History, tickets: Iterable[TicketRow], surveys: Iterable[SurveyRow],
+            standing: tuple[int, list[TicketRow]] = (0, [])) -> dict:
+    """Every figure over ``tickets`` (and the surveys on them), with ``standing``: the
+    standing backlog's count and oldest tickets among them."""
     tickets = list(tickets)
     facts = [history.facts[t.id] for t in tickets]
     count = lambda key: sum(map(itemgetter(key), facts))  # noqa: E731 (the flags are bools)
     resolved, by_timeout = count("resolved"), count("by_timeout")
     open_now = [t for t, f in zip(tickets, facts, strict=True) if f["open_at_end"]]
+    stood, stood_oldest = standing
     end = history.period.end
     return {
         "opened": count("opened"),
@@ -114,8 +117,8 @@ def figures(history: History, tickets: Iterable[TicketRow],
         "resolved_by_timeout": by_timeout,
         "closed": count("closed"),
         "reopened": count("reopened"),
-        "backlog_start": count("open_at_start"),
-        "backlog_end": len(open_now),
+        "backlog_start": count("open_at_start") + stood,
+        "backlog_end": len(open_now) + stood,
         "first_response": times([f["first_response"] for f in facts
                                  if f["first_response"] is not None]),
         "resolution": times([f["resolution"] for f in facts if f["resolution"] is not None]),
@@ -125,7 +128,8 @@ def figures(history: History, tickets: Iterable[TicketRow],
              "status": t.status, "assignee": t.assignee, "school": t.school,
              "category": t.category,
              "age_days": round((end - t.created_at).total_seconds() / 86400, 1)}
-            for t in heapq.nsmallest(OLDEST, open_now, key=lambda t: (t.created_at, t.id))],
+            for t in heapq.nsmallest(OLDEST, [*open_now, *stood_oldest],
+                                     key=lambda t: (t.created_at, t.id))],
     }
 
 
@@ -190,8 +194,10 @@ def grouped(history: History, by: str) -> list[dict]:
         ticket = history.rows.tickets.get(survey.ticket_id)
         if ticket is not None:
             surveys[group_of(ticket, by)].append(survey)
-    names = sorted(members, key=lambda n: (n == NONE, n.lower()))
-    return [{"name": n, **figures(history, members[n], surveys[n])} for n in names]
+    standing = history.rows.standing.groups
+    names = sorted(members.keys() | standing.keys(), key=lambda n: (n == NONE, n.lower()))
+    return [{"name": n, **figures(history, members[n], surveys[n], standing.get(n, (0, [])))}
+            for n in names]
 
 
 def report(rows: Rows, period: Period, between: Callable, by: str | None,
@@ -200,7 +206,8 @@ def report(rows: Rows, period: Period, between: Callable, by: str | None,
     from . import charts
 
     history = History(rows, period, between)
-    total = figures(history, rows.tickets.values(), rows.surveys)
+    total = figures(history, rows.tickets.values(), rows.surveys,
+                    (rows.standing.count, rows.standing.oldest))
     return {
         "since": period.local(period.start).isoformat(),
         "until": period.local(period.end).isoformat(),

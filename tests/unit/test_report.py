@@ -116,15 +116,18 @@ def desk(tmp_path_factory):
         yield path
 
 
-def history(db: Database) -> None:
+def history(db: Database, tickets=None, surveys=None, merged=None) -> None:
     """HISTORY and SURVEYS written as the desk would have written them."""
+    tickets = HISTORY if tickets is None else tickets
+    surveys = SURVEYS if surveys is None else surveys
+    merged = MERGED if merged is None else merged
     with db.sessions() as session, session.begin():
         people = {}
         for address in (TECH1, TECH2, "teacher@school.test"):
             people[address] = Person(address=address, name="", created_at=local(1, 0))
             session.add(people[address])
         session.flush()
-        for number, (school, created, answered, changes, status) in HISTORY.items():
+        for number, (school, created, answered, changes, status) in tickets.items():
             last = [c for c in changes if c[3] in ("resolved", "closed")]
             session.add(Ticket(
                 id=number, subject=f"Ticket {number} <subject>", status=status,
@@ -133,12 +136,12 @@ def history(db: Database) -> None:
                 created_at=created, updated_at=created, first_response_at=answered,
                 resolved_at=last[-1][0] if last else None,
                 resolved_by=last[-1][1] if last else "", school=school,
-                merged_into_id=MERGED.get(number)))
+                merged_into_id=merged.get(number)))
             session.flush()
             for at, actor, old, new in changes:
                 session.add(TicketEvent(ticket_id=number, at=at, actor=actor,
                                         action="status", detail=f"{old} -> {new}"))
-        for number, sent, rating, comment in SURVEYS:
+        for number, sent, rating, comment in surveys:
             session.add(Survey(ticket_id=number, token=secrets.token_hex(8), sent_at=sent,
                                rating=rating, comment=comment,
                                answered_at=sent if rating else None))
@@ -254,6 +257,61 @@ def test_html_is_one_self_contained_escaped_page(desk):
     for figure in ("Lincoln", "Washington", "(none)", "2 → 2", "3.50 / 5", "23h", "68h",
                    "20.6 d", "1 by the timeout"):
         assert figure in html, figure
+
+
+# The standing backlog (data.Standing, counted in SQL): tickets made before the period,
+# open all through it, with no change of status since it began. Monroe: 12 of them,
+# made Oct 1-12 at 08:00, with no events at all. Adams: #20 (Oct 1 10:00, open since
+# Oct 2) stood too; #21 (Oct 5 10:00) was open all through the period but resolved
+# after it (Tue 24), so it is read as a changed ticket, not a standing one; #22 (Oct 3
+# 10:00) went pending and back to open in it: changed, and open at both ends. All three
+# are in both of Adams's backlogs, once each. Nothing else happened.
+MONROE = {100 + day: ("Monroe", local(day, 8, month=10), None, [], "new")
+          for day in range(1, 13)}
+BACKLOG = {
+    **MONROE,
+    20: ("Adams", local(1, 10, month=10), local(2, 9, month=10), [
+        (local(2, 9, month=10), TECH1, "new", "open")], "open"),
+    21: ("Adams", local(5, 10, month=10), local(6, 9, month=10), [
+        (local(6, 9, month=10), TECH1, "new", "open"),
+        (local(24, 9), TECH1, "open", "resolved")], "resolved"),
+    22: ("Adams", local(3, 10, month=10), local(4, 9, month=10), [
+        (local(4, 9, month=10), TECH1, "new", "open"),
+        (local(10, 9), TECH1, "open", "pending"),
+        (local(12, 9), TECH1, "pending", "open")], "open"),
+}
+
+
+@pytest.fixture(scope="module")
+def backlog_desk(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("backlog")
+    with database_at(tmp_path) as url:
+        path = write_config(tmp_path, url, extra=EXTRA.format(logo=""))
+        assert mailhelp(path, "init").returncode == 0
+        history(Database(url), BACKLOG, [], {})
+        yield path
+
+
+def test_a_standing_backlog_in_every_grouping(backlog_desk):
+    def data(*by):
+        done = mailhelp(backlog_desk, "report", *PERIOD[:4], *by, "--format", "json")
+        assert done.returncode == 0, done.stderr.decode()
+        return json.loads(done.stdout)
+
+    oldest = [101, 20, 102, 103, 22, 104, 105, 21, 106, 107]  # by creation
+    for by in ((), ("--by", "school"), ("--by", "assignee")):
+        whole = data(*by)
+        assert (whole["opened"], whole["resolved"], whole["backlog_start"],
+                whole["backlog_end"]) == (0, 0, 15, 15), by
+        assert [t["id"] for t in whole["oldest_open"]] == oldest, by
+    groups = {g["name"]: g for g in data("--by", "school")["groups"]}
+    assert list(groups) == ["Adams", "Monroe"]
+    assert (groups["Adams"]["backlog_start"], groups["Adams"]["backlog_end"]) == (3, 3)
+    assert [t["id"] for t in groups["Adams"]["oldest_open"]] == [20, 22, 21]
+    assert groups["Monroe"]["backlog_end"] == 12
+    assert [t["id"] for t in groups["Monroe"]["oldest_open"]] == list(range(101, 111))
+    techs = {g["name"]: g["backlog_end"] for g in data("--by", "assignee")["groups"]}
+    assert techs == {TECH1: 15}
 
 
 def test_periods_on_the_desks_clock():
