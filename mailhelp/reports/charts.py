@@ -54,7 +54,8 @@ def series(history) -> dict:
     months: dict[str, list[int]] = defaultdict(list)
     for survey in rows.surveys:
         if survey.rating:
-            months[survey.sent_at.astimezone(zone).strftime("%Y-%m")].append(survey.rating)
+            day = survey.sent_at.astimezone(zone)
+            months[f"{day.year:04d}-{day.month:02d}"].append(survey.rating)
     busiest = sorted(schools.items(), key=lambda kv: (-kv[1][0], kv[0]))[:SCHOOLS]
     return {
         "weekly": list(weekly.values())[-WEEKS:],

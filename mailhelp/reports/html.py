@@ -1,6 +1,9 @@
-"""The report as mail (template kind ``digest``: an HTML page with inline SVG charts,
-and a text part) and as a saved page (``report --format html``: the same page, the logo
-as a data: URI instead of the mail's cid:)."""
+"""The report as mail (template kind ``digest``: HTML with a text part) and as a saved
+page (``report --format html``: the logo as a data: URI instead of the mail's cid:).
+
+The page draws its charts as inline SVG. The mail draws the same charts as rows of
+table cells (``bars``): Gmail and Outlook drop SVG from mail, and a director reading
+the digest in either would get no charts at all."""
 
 from __future__ import annotations
 
@@ -38,6 +41,14 @@ def variables(data: dict, helpdesk: dict, page: bool = False) -> dict:
     return {
         "helpdesk": helpdesk,
         "report": data,
+        "bars": {  # the mail's charts: label, values, and each value's share of the top
+            "weekly": _bars([(date.fromisoformat(w["week"]).strftime("%d %b"),
+                              [w["opened"], w["resolved"]]) for w in c["weekly"]]),
+            "responses": _bars([(b["bucket"], [b["count"]]) for b in c["response_times"]]),
+            "months": _bars([(m["month"], [m["average"]]) for m in c["satisfaction_by_month"]],
+                            top=5),
+            "schools": _bars([(s["school"], [s["opened"], s["resolved"]]) for s in schools]),
+        },
         "report_text": as_text(data),
         "page": page,  # a saved page (centred in a browser), not a mail
         "charts": {
@@ -46,6 +57,14 @@ def variables(data: dict, helpdesk: dict, page: bool = False) -> dict:
                         for s, w, d in zip(schools, widths, done, strict=True)],
         },
     }
+
+
+def _bars(rows: list[tuple[str, list]], top: float | None = None) -> list[dict]:
+    """Horizontal bars on one scale: each value as a percentage of ``top`` (the
+    largest value if not given)."""
+    top = top or max([v for _, values in rows for v in values] + [1])
+    return [{"label": label, "values": values,
+             "pcts": [round(100 * v / top, 1) for v in values]} for label, values in rows]
 
 
 def mail(config, data: dict) -> Rendered:

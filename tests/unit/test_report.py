@@ -314,6 +314,25 @@ def test_a_standing_backlog_in_every_grouping(backlog_desk):
     assert techs == {TECH1: 15}
 
 
+def test_the_mail_draws_its_charts_as_table_cells(desk):
+    """Gmail and Outlook drop SVG from mail: the digest mail's charts are table cells,
+    each bar's width its share of the chart's largest value."""
+    from mailhelp.config.reading import load
+    from mailhelp.reports.html import mail
+
+    html = mail(load(desk), json.loads(report(desk, "--format", "json"))).html
+    assert "<svg" not in html
+    for title in ("Tickets opened and resolved per week", "Time to first response",
+                  "Average rating by month", "Tickets opened and resolved per school"):
+        assert f'aria-label="{title}"' in html, title
+    # Week of 9 Nov: 3 opened, 1 resolved; the largest value of the chart is 3.
+    week = html[html.index(">09 Nov<"):]
+    week = week[:week.index("</tr>\n")]
+    assert 'width="100.0%"' in week and 'width="33.3%"' in week and "3 / 1" in week
+    # Satisfaction by month on a scale of 5: 3.5 is 70 %.
+    assert 'width="70.0%"' in html[html.index('aria-label="Average rating by month"'):]
+
+
 def test_periods_on_the_desks_clock():
     now = datetime(2026, 12, 6, 18, 0, tzinfo=UTC)
     month = periods.choose(CHICAGO, now, month="2026-11")
