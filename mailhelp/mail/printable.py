@@ -25,6 +25,8 @@ _CONTROL_BUT_LAYOUT = {c: e for c, e in _ANY_CONTROL.items() if c not in (0x09, 
 def printable(text: str, lines: bool = False) -> str:
     """``text`` with its control characters escaped; with ``lines``, newlines and tabs
     are kept (a body's layout)."""
+    if text.isprintable():  # none of _CONTROLS (Cc, Cf, Zl, Zp): nothing to escape
+        return text  # (a tenth of translate's cost: a listing calls this 500,000 times)
     return text.translate(_CONTROL_BUT_LAYOUT if lines else _ANY_CONTROL)
 
 

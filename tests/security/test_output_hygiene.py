@@ -75,6 +75,11 @@ def test_printable_escapes_controls_and_keeps_layout_on_request():
     assert printable("a\x1b[2Jb\nc\td\x9b\u2028\u202e") == r"a\x1b[2Jb\nc\td\x9b\u2028\u202e"
     assert printable("a\x1b[2Jb\nc\td\r", lines=True) == "a\\x1b[2Jb\nc\td\\r"
     assert printable("Grüße, 日本") == "Grüße, 日本"
+    # The fast path (text.isprintable() returned as it is) lets none of them through.
+    from mailhelp.mail.printable import _CONTROLS
+    for code in _CONTROLS:
+        escaped = chr(code).encode("unicode_escape").decode()
+        assert printable(f"a{chr(code)}b") == f"a{escaped}b"
 
 
 def _formatted(message: str, args: tuple, exc_info=None) -> str:
