@@ -6,30 +6,39 @@ staff answer, any change of status or an assignment cancels it (schedule.resched
 should the job run all the same, ``why_not`` says so and nothing is sent. Otherwise
 ``[staff] leads`` (every staff address if none are named) get one mail each, in the
 ticket's staff thread, and the ticket records an ``escalated`` event.
+
+An old backlog is not mailed ticket by ticket: the escalations that fell due long
+before a pass (``overdue_long_ago``: after an upgrade to a version with escalation, or
+a daemon stopped for days) are marked done unsent by ``skip_overdue``, with one log
+line; those tickets head the morning queue digest's longest waiting instead.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..config import Config
 from ..db.models import Job, Message, Ticket
+from ..db.session import Database, transaction
 from ..delivery.outbox import AUTO_GENERATED, Draft, enqueue, write_pending
 from ..durations import format_duration
 from ..mail.parse import Address
 from ..states import TicketStatus
+from ..worktime import due, work_calendar
 from . import staffmail
 from .notices import variables
+from .schedule import ESCALATE
 from .tickets import event
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
 SHOWN_CHARS = 4000  # of the request's text in the escalation mail
+SKIPPED_PER_STATEMENT = 500  # job ids in one UPDATE's IN list
 
 
 def leads(config: Config) -> tuple[str, ...]:
@@ -52,7 +61,7 @@ def escalate(tx: Session, config: Config, ticket: Ticket, now: datetime) -> str:
     why = why_not(ticket)
     if why:
         return f"skipped: {why}"
-    if tx.scalar(select(Job.id).where(Job.ticket_id == ticket.id, Job.kind == "escalate",
+    if tx.scalar(select(Job.id).where(Job.ticket_id == ticket.id, Job.kind == ESCALATE,
                                       Job.done_at.is_not(None)).limit(1)) is not None:
         return "skipped: escalated already"  # by a second runner's job
     to = leads(config)
@@ -74,6 +83,53 @@ def escalate(tx: Session, config: Config, ticket: Ticket, now: datetime) -> str:
     log.info("ticket=%s action=escalated leads=%s waited=%s created=%s", ticket.id,
              ",".join(to), waited, ticket.created_at.isoformat())
     return f"escalated to {len(to)}"
+
+
+def overdue_long_ago(config: Config, due_at: datetime, now: datetime) -> bool:
+    """Whether an escalation due at ``due_at`` is part of an old backlog at ``now``: it
+    fell due more than a whole further ``escalate_after`` before ``now``, counted in
+    business time like the delay itself. While mailhelp runs, a pass comes within
+    minutes of a due time, so a job that late fell due while nothing ran: before the
+    upgrade that brought escalation (those tickets are planned from when they came in)
+    or while the daemon was stopped. Business time keeps a closed night or weekend from
+    ageing a ticket: with hours 07:30-16:00 and "4h", Friday 15:00's escalation is still
+    mailed on Monday until 10:30; a short stop in open hours delays it, never drops it."""
+    after = config.lifecycle.escalate_after
+    return after > timedelta(0) and due(config, due_at, after) < now
+
+
+def skip_overdue(db: Database, config: Config, now: datetime) -> int:
+    """Mark the open escalations ``overdue_long_ago`` done, unsent, with the reason as
+    their result, and log one line with how many; return it. Run before the due jobs of
+    a pass (lifecycle.run_due), after plan_escalations, so none of them is mailed."""
+    if config.lifecycle.escalate_after <= timedelta(0):
+        return 0
+    open_due = select(Job.id, Job.due_at).where(
+        Job.kind == ESCALATE, Job.done_at.is_(None), Job.cancelled_at.is_(None),
+        Job.due_at < now).order_by(Job.due_at, Job.id)
+    with db.sessions() as session:  # read first: most passes have none
+        stale = [(row.id, row.due_at) for row in session.execute(open_due)
+                 if overdue_long_ago(config, row.due_at, now)]
+    if not stale:
+        return 0
+    waited = format_duration(config.lifecycle.escalate_after)
+    open_time = "" if work_calendar(config).elapsed else " of open time"
+    result = f"skipped: overdue before the last {waited}{open_time} (an old backlog)"
+    skipped = 0
+    with transaction(db) as tx:
+        for start in range(0, len(stale), SKIPPED_PER_STATEMENT):
+            ids = [job_id for job_id, _ in stale[start:start + SKIPPED_PER_STATEMENT]]
+            # Done or cancelled meanwhile (a second runner, a staff answer): left alone.
+            skipped += tx.execute(
+                update(Job).where(Job.id.in_(ids), Job.done_at.is_(None),
+                                  Job.cancelled_at.is_(None))
+                .values(done_at=now, result=result)
+                .execution_options(synchronize_session=False)).rowcount
+    if skipped:
+        log.warning("action=escalations_skipped count=%d reason=overdue escalate_after=%s "
+                    "oldest_due=%s newest_due=%s", skipped, waited,
+                    stale[0][1].isoformat(), stale[-1][1].isoformat())
+    return skipped
 
 
 def _request_text(tx: Session, ticket: Ticket) -> str:

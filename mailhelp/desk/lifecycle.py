@@ -20,7 +20,7 @@ from ..db.models import Job, Ticket
 from ..db.session import Database, transaction
 from ..states import TicketStatus
 from . import notices, survey_due
-from .escalation import escalate
+from .escalation import escalate, skip_overdue
 from .schedule import AUTO, plan_escalations
 from .tickets import event, set_status
 
@@ -39,6 +39,7 @@ def run_due(db: Database, config: Config, clock: Callable[[], datetime]) -> int:
     """Run every job due now; return how many ran."""
     now = clock()
     plan_escalations(db, config, now)  # the new tickets' escalations, before the due
+    skip_overdue(db, config, now)  # an old backlog's are not mailed one by one
     with db.sessions() as session:
         due = list(session.scalars(select(Job.id).where(
             Job.done_at.is_(None), Job.cancelled_at.is_(None), Job.due_at <= now)

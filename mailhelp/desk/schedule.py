@@ -85,7 +85,8 @@ def plan_escalations(db: Database, config: Config, now: datetime) -> int:
     had one ("0s": none). Run before the due jobs of every pass (lifecycle.run_due),
     for all new tickets with one query and one INSERT, so that the work on each message
     costs no statement more; a ticket answered or taken before that gets none. Tickets
-    that were new before escalation existed get theirs too."""
+    that were new before escalation existed get theirs too, those long overdue marked
+    done unsent right after (escalation.skip_overdue)."""
     after = config.lifecycle.escalate_after
     if after <= timedelta(0):
         return 0

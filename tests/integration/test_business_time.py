@@ -1,8 +1,9 @@
 """Business time over real IMAP and SMTP, driven only by mail and ``mailhelp run --once
 --now``: escalation of a ticket nobody answered (once, to the leads; not when staff
-answered first), a reminder due on a Saturday going out on Monday at opening, no
-auto-resolve over the winter break, and the same desk without [calendar] counting
-plain calendar time. Times in the CLI are on the desk's clock (America/Chicago)."""
+answered first; not ticket by ticket for the old backlog after an upgrade), a reminder
+due on a Saturday going out on Monday at opening, no auto-resolve over the winter
+break, and the same desk without [calendar] counting plain calendar time. Times in the
+CLI are on the desk's clock (America/Chicago)."""
 
 from __future__ import annotations
 
@@ -48,8 +49,8 @@ class Desk:
     def __init__(self, mail, config, database_url: str) -> None:
         self.mail, self.config, self.url = mail, config, database_url
 
-    def run(self, when: datetime, raw: bytes | None = None) -> None:
-        """Mail arrives (if any) and the desk runs once at ``when``."""
+    def run(self, when: datetime, raw: bytes | None = None) -> str:
+        """Mail arrives (if any) and the desk runs once at ``when``; returns its log."""
         if raw is not None:
             client = self.mail.imap(HELP)
             try:
@@ -59,6 +60,7 @@ class Desk:
         done = mailhelp(self.config, "run", "--once", "--now", when.isoformat())
         assert done.returncode == 0, done.stderr.decode()
         settled_outbox(self.config)  # every mail the run meant to send is delivered
+        return done.stderr.decode()
 
     def mails(self, user: str, ticket: int, subject: str = "") -> list[email.message.Message]:
         """The mail in ``user``'s INBOX about ``ticket`` (subject containing ``subject``)."""
@@ -168,6 +170,44 @@ def test_escalation_reminders_and_auto_resolve_count_open_time(desk, request):
     assert ticket["status"] == "resolved"
     assert datetime.fromisoformat(ticket["resolved_at"]) == local(2027, 1, 5, 9, 30)
     assert len(desk.mails(TEACHER2, 3, "Resolved:")) == 1
+
+
+@pytest.mark.parametrize("hours", ["school", "calendar"])
+def test_after_an_upgrade_the_old_backlog_is_not_mailed_ticket_by_ticket(
+        tmp_path, database_url, mail, hours):
+    school = hours == "school"
+    extra = ZONE + DESK + (SCHOOL if school else "")
+    before = write_config(tmp_path, database_url, mail,
+                          extra=extra + '[lifecycle]\nescalate_after = "0s"\n')
+    assert mailhelp(before, "init").returncode == 0
+    desk = Desk(mail, before, database_url)
+    # Before the upgrade (no escalation): three requests nobody answers.
+    desk.run(local(2026, 12, 7, 9, 0), new(f"Jane <{TEACHER1}>", "Projector in room 12"))
+    desk.run(local(2026, 12, 10, 9, 0), new(f"Tom <{TEACHER2}>", "Printer jam"))
+    desk.run(local(2026, 12, 11, 14, 0), new(f"Jane <{TEACHER1}>", "Laptop cart 3"))
+    # The upgrade (escalate_after = "4h"), and its first pass on Monday 14 at 08:00,
+    # with a fresh request #4. #1 and #2 fell due days ago. #3's escalation fell due
+    # on Friday at 18:00 on the calendar (an old backlog by Monday); in school hours,
+    # on Monday at 09:30 (two open hours on Friday, two on Monday): not yet due.
+    assert write_config(tmp_path, database_url, mail, extra=extra) == before
+    log = desk.run(local(2026, 12, 14, 8, 0), new(f"Tom <{TEACHER2}>", "Wifi in the gym"))
+    [line] = [x for x in log.splitlines() if "action=escalations_skipped" in x]
+    assert f"count={2 if school else 3} " in line, line
+    skipped = "skipped: overdue before the last 4h" + (" of open time" if school else "")
+    jobs = desk.rows(select(Job.ticket_id, Job.done_at, Job.result)
+                     .where(Job.kind == "escalate").order_by(Job.ticket_id))
+    assert [(j.ticket_id, j.done_at is not None, j.result.startswith(skipped))
+            for j in jobs] == [(1, True, True), (2, True, True), (3, not school, not school),
+                               (4, False, False)]
+    # Noon: #4 (due now) and, in school hours, #3 (two and a half hours late) go to the
+    # lead as before; the backlog never does, then or later.
+    desk.run(local(2026, 12, 14, 12, 0))
+    desk.run(local(2026, 12, 15, 12, 0))
+    escalated = [n for n in (1, 2, 3, 4) if desk.escalations(LEAD, n)]
+    assert escalated == ([3, 4] if school else [4])
+    assert all(len(desk.escalations(LEAD, n)) == 1 for n in escalated)
+    events = desk.rows(select(TicketEvent.ticket_id).where(TicketEvent.action == "escalated"))
+    assert sorted(e.ticket_id for e in events) == escalated
 
 
 def test_times_in_the_cli_are_on_the_desks_clock(tmp_path, database_url, mail):

@@ -152,3 +152,117 @@ def test_a_second_runners_job_sends_nothing_more(make):
     with desk.db.sessions() as session:
         results = sorted(session.scalars(select(Job.result).where(Job.kind == "escalate")))
     assert results == ["escalated to 2", "skipped: escalated already"]
+
+
+# -- an old backlog: overdue_long_ago (pure) and skip_overdue (on the database) ----------
+
+CHICAGO_SCHOOL = ('[helpdesk]\naddress = "help@school.test"\ntimezone = "America/Chicago"\n'
+                  '[calendar]\nhours = "Mon-Fri 07:30-16:00"\n')
+
+
+def chicago(*parts: int) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    return datetime(*parts, tzinfo=ZoneInfo("America/Chicago"))
+
+
+def test_overdue_long_ago_is_a_whole_escalate_after_past_due_in_plain_time():
+    from mailhelp.config import loads
+    from mailhelp.desk.escalation import overdue_long_ago
+
+    config = loads('[helpdesk]\naddress = "help@school.test"\n')  # "4h", no calendar
+    assert not overdue_long_ago(config, T0, T0)
+    assert not overdue_long_ago(config, T0, T0 + timedelta(hours=4))  # just on the line
+    assert overdue_long_ago(config, T0, T0 + timedelta(hours=4, seconds=1))
+    assert overdue_long_ago(config, T0, T0 + timedelta(days=30))
+    assert not overdue_long_ago(config, T0 + timedelta(hours=1), T0 + timedelta(hours=4))
+    longer = loads('[helpdesk]\naddress = "help@school.test"\n'
+                   '[lifecycle]\nescalate_after = "1d"\n')
+    assert not overdue_long_ago(longer, T0, T0 + timedelta(hours=23))
+    assert overdue_long_ago(longer, T0, T0 + timedelta(days=1, minutes=1))
+
+
+def test_overdue_long_ago_counts_open_time_so_a_weekend_does_not_age_a_ticket():
+    from mailhelp.config import loads
+    from mailhelp.desk.escalation import overdue_long_ago
+
+    config = loads(CHICAGO_SCHOOL)
+    friday = chicago(2026, 12, 11, 15, 0)  # due an hour before Friday's closing
+    # One open hour on Friday and three on Monday from 07:30: Monday 10:30.
+    assert not overdue_long_ago(config, friday, chicago(2026, 12, 14, 7, 30))
+    assert not overdue_long_ago(config, friday, chicago(2026, 12, 14, 10, 30))
+    assert overdue_long_ago(config, friday, chicago(2026, 12, 14, 10, 31))
+    # The same due time in plain time is an old backlog by Friday night.
+    plain = loads('[helpdesk]\naddress = "help@school.test"\ntimezone = "America/Chicago"\n')
+    assert overdue_long_ago(plain, friday, chicago(2026, 12, 11, 19, 1))
+
+
+def test_overdue_long_ago_never_when_escalation_is_off():
+    from mailhelp.config import loads
+    from mailhelp.desk.escalation import overdue_long_ago
+
+    config = loads('[helpdesk]\naddress = "help@school.test"\n'
+                   '[lifecycle]\nescalate_after = "0s"\n')
+    assert not overdue_long_ago(config, T0, T0 + timedelta(days=365))
+
+
+def escalate_results(desk: Desk) -> list[tuple[int, bool, str]]:
+    with desk.db.sessions() as session:
+        return [(j.ticket_id, j.done_at is not None, j.result) for j in session.scalars(
+            select(Job).where(Job.kind == "escalate").order_by(Job.ticket_id))]
+
+
+SKIPPED = "skipped: overdue before the last 4h (an old backlog)"
+
+
+def test_an_old_backlog_is_marked_done_unsent_and_a_fresh_ticket_still_escalates(
+        make, caplog):
+    # As after an upgrade: the first pass with escalation comes long after #1 came in.
+    desk = make()
+    desk.now = T0 + timedelta(hours=8, minutes=1)
+    desk.mail(REQUEST.replace("r1@", "r2@").replace("Wifi", "Printer"))  # #2, fresh
+    with caplog.at_level("WARNING", logger="mailhelp.desk.escalation"):
+        assert desk.run(timedelta(hours=8, minutes=1)) == 0
+    assert escalate_results(desk) == [(1, True, SKIPPED), (2, False, "")]
+    assert desk.escalations() == []
+    [line] = [r.getMessage() for r in caplog.records if "escalations_skipped" in r.getMessage()]
+    assert "count=1 " in line and "escalate_after=4h" in line
+    # #2 crosses the line as before: mailed when due, an hour late is still in time.
+    assert desk.run(timedelta(hours=13, minutes=1)) == 1
+    assert [b"Printer" in mail_of(row) for row in desk.escalations()] == [True, True]
+    assert escalate_results(desk) == [(1, True, SKIPPED), (2, True, "escalated to 2")]
+
+
+def test_a_daemon_stopped_for_days_skips_what_fell_due_meanwhile(make):
+    desk = make()
+    assert desk.run(timedelta(minutes=1)) == 0  # planned: due at T0 + 4h
+    assert desk.run(timedelta(days=3)) == 0
+    assert escalate_results(desk) == [(1, True, SKIPPED)]
+    assert desk.escalations() == []
+    assert desk.run(timedelta(days=4)) == 0  # and never later either
+    assert desk.escalations() == []
+
+
+def test_a_short_stop_delays_the_escalation_and_does_not_drop_it(make):
+    desk = make()
+    assert desk.run(timedelta(minutes=1)) == 0
+    assert desk.run(timedelta(hours=8)) == 1  # due at 4h, the next pass at 8h: in time
+    assert len(desk.escalations()) == len(STAFF)
+
+
+def test_with_open_hours_a_closed_weekend_does_not_age_an_escalation(make):
+    # #1 on Monday 7 December 08:00 in Chicago (T0), due at noon; #2 on Friday 11 at
+    # 14:00 there, due on Monday 14 at 09:30 (two open hours on Friday, two on Monday).
+    desk = make('[helpdesk]\ntimezone = "America/Chicago"\n'
+                '[calendar]\nhours = "Mon-Fri 07:30-16:00"\n')
+    assert desk.run(timedelta(minutes=1)) == 0
+    friday = timedelta(days=4, hours=6)  # 14:00 in Chicago
+    desk.now = T0 + friday
+    desk.mail(REQUEST.replace("r1@", "r2@").replace("Wifi", "Printer"))
+    assert desk.run(friday) == 0  # #1 was four open hours overdue at Monday's closing
+    assert escalate_results(desk) == [(1, True, SKIPPED.replace("4h", "4h of open time")),
+                                      (2, False, "")]
+    # Monday 10:00 in Chicago, 16:00 UTC: three days after #2's due time on the
+    # calendar, half an hour in open time: mailed.
+    assert desk.run(timedelta(days=7, hours=2)) == 1
+    assert [b"Printer" in mail_of(row) for row in desk.escalations()] == [True, True]
