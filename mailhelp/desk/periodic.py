@@ -1,22 +1,26 @@
 """Mail on a schedule, sent once per occurrence: the morning queue (``[staff]
-queue_digest``) to each technician.
+queue_digest``) to each technician, and the rule every such mail keeps (``unsent``,
+``once``; the weekly digest, reports/mailing.py, uses them too).
 
 The daemon asks ``run_due`` after each pass and wakes for ``next_due``; ``run --once
---now T`` asks it at T. What goes in the mail is decided in digest.py; this module
-reads the tickets, records the occurrence (``periodic_mail``) in the same transaction
-as the mail's outbox row, and logs one line per technician. The row's unique index
-(kind, recipient, occurrence) is what stops a second runner: its copy of the row
-fails, and its mail with it.
+--now T`` asks it at T. An occurrence goes out that day, never a day late
+(digest.due), and never twice: it is recorded (``periodic_mail``) in the same
+transaction as the mail's outbox row, and the row's unique index (kind, recipient,
+occurrence) stops a second runner: its copy of the row fails, and its mail with it.
+What goes in the morning queue is decided in digest.py; this module reads the tickets
+and logs one line per technician.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from ..config import Config
 from ..db.models import PeriodicMail, Person, Ticket
@@ -24,12 +28,51 @@ from ..db.session import Database, transaction
 from ..delivery import unticketed
 from ..delivery.outbox import _render_or_bundled, subject_tag
 from ..mail.parse import Address
+from ..weekly import DateSpan, WeeklyAt
 from . import digest
 
 log = logging.getLogger(__name__)
 
 QUEUE_KIND = "queue"  # the outbox kind (and template) of the morning queue: staff mail
 NOTHING = "nothing in the queue"
+
+# mail(tx, recipient) -> (result, Message-ID, or None when nothing was sent)
+Compose = Callable[[Session, str], tuple[str, str | None]]
+
+
+def unsent(db: Database, kind: str, schedule: WeeklyAt, zone: ZoneInfo,
+           holidays: Sequence[DateSpan], recipients: Sequence[str],
+           now: datetime) -> tuple[datetime | None, list[str]]:
+    """The occurrence of ``schedule`` due at ``now`` (None: not today, a holiday, or
+    today's went out on an earlier day's run) and those of ``recipients`` who have no
+    ``kind`` row for it yet."""
+    due_at = digest.due(schedule, zone, holidays, now)
+    if due_at is None:
+        return None, []
+    with db.sessions() as session:
+        done = set(session.scalars(select(PeriodicMail.recipient).where(
+            PeriodicMail.kind == kind, PeriodicMail.due_at == due_at)))
+    return due_at, [address for address in recipients if address not in done]
+
+
+def once(db: Database, kind: str, recipient: str, due_at: datetime, now: datetime,
+         mail: Compose, action: str) -> tuple[str, str | None] | None:
+    """Record the occurrence ``due_at`` of ``kind`` for ``recipient`` and make its mail
+    (``mail(tx, recipient)`` enqueues it) in one transaction; return the mail's result
+    and Message-ID, or None, with a log line, if a second runner recorded it first."""
+    try:
+        with transaction(db) as tx:
+            record = PeriodicMail(kind=kind, recipient=recipient, due_at=due_at,
+                                  done_at=now, result="")
+            tx.add(record)
+            tx.flush()  # a second runner's row fails here, before its mail is made
+            result, message_id = mail(tx, recipient)
+            record.result, record.message_id = result, message_id
+    except IntegrityError:
+        log.info("action=%s to=%s due=%s sent=no reason=another runner sent it", action,
+                 recipient, due_at.isoformat())
+        return None
+    return result, message_id
 
 
 def next_due(config: Config, now: datetime) -> datetime | None:
@@ -63,15 +106,11 @@ def _queue_run_due(db: Database, config: Config, now: datetime) -> int:
     schedule = config.staff.queue_digest
     if schedule is None or not config.staff.addresses:
         return 0
-    due_at = digest.due(schedule, config.helpdesk.zone, config.calendar.holidays, now)
-    if due_at is None:
-        return 0  # not today, a holiday, or today's went out on an earlier day's run
+    due_at, todo = unsent(db, digest.KIND, schedule, config.helpdesk.zone,
+                          config.calendar.holidays, config.staff.addresses, now)
+    if not todo:
+        return 0
     with db.sessions() as session:
-        done = set(session.scalars(select(PeriodicMail.recipient).where(
-            PeriodicMail.kind == digest.KIND, PeriodicMail.due_at == due_at)))
-        todo = [a for a in config.staff.addresses if a not in done]
-        if not todo:
-            return 0
         tickets = _active_tickets(session)
     queued = 0
     for queue in digest.queues(tickets, todo).values():
@@ -96,30 +135,24 @@ def _active_tickets(session) -> list[digest.QueueTicket]:
 
 def _send(db: Database, config: Config, queue: digest.Queue, due_at: datetime,
           now: datetime) -> int:
+    def mail(tx: Session, address: str) -> tuple[str, str | None]:
+        if queue.empty:
+            return NOTHING, None
+        variables = digest.variables(
+            queue, helpdesk={"name": config.helpdesk.name, "address": config.helpdesk.address},
+            tag=lambda number: subject_tag(config, number), zone=config.helpdesk.zone, now=now)
+        rendered = _render_or_bundled(tx, config, QUEUE_KIND, variables, now)
+        return f"sent: {queue.size} tickets", unticketed.enqueue(
+            tx, config, QUEUE_KIND, Address("", address), rendered, now)
+
     address = queue.recipient
-    try:
-        with transaction(db) as tx:
-            record = PeriodicMail(kind=digest.KIND, recipient=address, due_at=due_at,
-                                  done_at=now, result=NOTHING)
-            tx.add(record)
-            tx.flush()  # a second runner's row fails here, before its mail is made
-            if queue.empty:
-                log.info("action=queue_digest to=%s tickets=0 due=%s sent=no reason=%s",
-                         address, due_at.isoformat(), NOTHING)
-                return 0
-            variables = digest.variables(
-                queue, helpdesk={"name": config.helpdesk.name,
-                                 "address": config.helpdesk.address},
-                tag=lambda number: subject_tag(config, number), zone=config.helpdesk.zone,
-                now=now)
-            rendered = _render_or_bundled(tx, config, QUEUE_KIND, variables, now)
-            message_id = unticketed.enqueue(tx, config, QUEUE_KIND, Address("", address),
-                                            rendered, now)
-            record.message_id = message_id
-            record.result = f"sent: {queue.size} tickets"
-    except IntegrityError:
-        log.info("action=queue_digest to=%s due=%s sent=no reason=another runner sent it",
-                 address, due_at.isoformat())
+    sent = once(db, digest.KIND, address, due_at, now, mail, "queue_digest")
+    if sent is None:
+        return 0
+    message_id = sent[1]
+    if message_id is None:
+        log.info("action=queue_digest to=%s tickets=0 due=%s sent=no reason=%s",
+                 address, due_at.isoformat(), NOTHING)
         return 0
     log.info("action=queue_digest to=%s tickets=%d due=%s message=%s", address, queue.size,
              due_at.isoformat(), message_id)

@@ -3,13 +3,13 @@ seven whole days before the occurrence's day (local midnight to local midnight, 
 time; with "Mon 07:00", the previous calendar week, Monday to Sunday), mailed as HTML
 with a text part through the outbox to each address, once per occurrence.
 
-Each mail is recorded in ``periodic_mail`` (kind "digest", the occurrence as due_at)
-in the same transaction as its outbox row: a second run, a restart or a second runner
-finds the row (or fails on the unique index) and sends nothing. An occurrence missed
-while the desk was down goes out when it is back, that day (desk/digest.due), never a
-day late. ``report --mail`` queues one at once (kind "digest_now", due_at the
-moment): explicit, so a second one is sent too. Staff-like mail: no ticket, not
-rate-limited.
+Sent once per occurrence by the morning queue's rule (desk/periodic.py: ``unsent``,
+``once``): each mail is recorded in ``periodic_mail`` (kind "digest", the occurrence
+as due_at) in the same transaction as its outbox row, so a second run, a restart or a
+second runner sends nothing; an occurrence missed while the desk was down goes out
+when it is back, that day, never a day late. ``report --mail`` queues one at once
+(kind "digest_now", due_at the moment): explicit, so a second one is sent too.
+Staff-like mail: no ticket, not rate-limited.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from ..db.models import PeriodicMail
-from ..db.session import Database, transaction
+from ..db.session import Database
 from ..delivery import unticketed
 from ..delivery.outbox import _render_or_bundled
 from ..mail.parse import Address
@@ -53,19 +51,14 @@ def next_due(config, now: datetime) -> datetime | None:
 
 def run_due(db: Database, config, now: datetime) -> int:
     """Queue the digest due at ``now`` to each address that has not had it."""
-    from ..desk import digest
+    from ..desk import periodic
 
     schedule = config.report.digest_schedule
     if schedule is None or not config.report.digest_to:
         return 0
     # Holidays do not stop it: the director's week is reported, open or not.
-    due_at = digest.due(schedule, config.helpdesk.zone, (), now)
-    if due_at is None:
-        return 0
-    with db.sessions() as session:
-        done = set(session.scalars(select(PeriodicMail.recipient).where(
-            PeriodicMail.kind == KIND, PeriodicMail.due_at == due_at)))
-    todo = [a for a in config.report.digest_to if a not in done]
+    due_at, todo = periodic.unsent(db, KIND, schedule, config.helpdesk.zone, (),
+                                   config.report.digest_to, now)
     if not todo:
         return 0
     return send(db, config, week_before(config, due_at), todo, KIND, due_at, now)
@@ -74,6 +67,7 @@ def run_due(db: Database, config, now: datetime) -> int:
 def send(db: Database, config, period: Period, recipients, record_kind: str,
          due_at: datetime, now: datetime, by: str | None = None) -> int:
     """The report over ``period`` to each of ``recipients``; how many were queued."""
+    from ..desk import periodic
     from . import build
     from .html import variables
 
@@ -81,25 +75,18 @@ def send(db: Database, config, period: Period, recipients, record_kind: str,
         data = build(session, config, period, by)
     helpdesk = {"name": config.helpdesk.name, "address": config.helpdesk.address,
                 "timezone": config.helpdesk.timezone}
+
+    def mail(tx: Session, address: str) -> tuple[str, str | None]:
+        rendered = _render_or_bundled(tx, config, KIND, variables(data, helpdesk), now)
+        return f"sent: {data['opened']} opened in {period.label}", unticketed.enqueue(
+            tx, config, KIND, Address("", address), rendered, now)
+
     queued = 0
     for address in recipients:
-        try:
-            with transaction(db) as tx:
-                record = PeriodicMail(kind=record_kind, recipient=address, due_at=due_at,
-                                      done_at=now, result="")
-                tx.add(record)
-                tx.flush()  # a second runner's row fails here, before its mail is made
-                rendered = _render_or_bundled(tx, config, KIND, variables(data, helpdesk),
-                                              now)
-                message_id = unticketed.enqueue(tx, config, KIND, Address("", address),
-                                                rendered, now)
-                record.message_id = message_id
-                record.result = f"sent: {data['opened']} opened in {period.label}"
-        except IntegrityError:
-            log.info("action=digest to=%s due=%s sent=no reason=another runner sent it",
-                     address, due_at.isoformat())
+        sent = periodic.once(db, record_kind, address, due_at, now, mail, "digest")
+        if sent is None:
             continue
         log.info("action=digest to=%s due=%s period=%s opened=%d message=%s", address,
-                 due_at.isoformat(), period.label.replace(" ", ""), data["opened"], message_id)
+                 due_at.isoformat(), period.label.replace(" ", ""), data["opened"], sent[1])
         queued += 1
     return queued
