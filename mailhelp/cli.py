@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     change.add_argument("--priority", choices=("low", "normal", "high", "urgent"))
     change.add_argument("--category", metavar="NAME",
                         help='a [[categories]] name; "" for none')
+    change.add_argument("--school", metavar="NAME",
+                        help='where the requester is, for this ticket; "" for none')
+    change.add_argument("--room", metavar="NAME", help='the room; "" for none')
     export = tickets_commands.add_parser("export", help="the listing as CSV or JSON")
     export.add_argument("--format", choices=("csv", "json"), required=True)
     export.add_argument("-o", "--output", metavar="FILE", help="instead of standard output")

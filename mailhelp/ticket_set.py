@@ -1,5 +1,6 @@
-"""``tickets set N [--status S] [--assign A] [--priority P] [--category C]``: a change
-from the terminal, made as a staff member's ``#commands`` by mail would make it.
+"""``tickets set N [--status S] [--assign A] [--priority P] [--category C] [--school S]
+[--room R]``: a change from the terminal, made as a staff member's ``#commands`` by
+mail would make it.
 
 The options become command lines (``#resolve``, ``#assign tech@...``) that the desk's
 own parser checks and its command functions carry out (desk/commands.py), in one
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 STATUS_COMMANDS = {TicketStatus.OPEN: "open", TicketStatus.PENDING: "pending",
                    TicketStatus.RESOLVED: "resolve", TicketStatus.CLOSED: "close"}
+# The options that take a value, each the #command of its name, in this order ("" for
+# category, school and room clears them, as the command alone does by mail).
+VALUED = ("assign", "priority", "category", "school", "room")
 
 
 def command_lines(args) -> list[str]:
@@ -31,14 +35,16 @@ def command_lines(args) -> list[str]:
             raise UsageError(f"--status: a ticket can be set to "
                              f"{', '.join(STATUS_COMMANDS)}, not {args.status}")
         lines.append("#" + STATUS_COMMANDS[TicketStatus(args.status)])
-    if args.assign is not None:
-        lines.append(f"#assign {args.assign}")
-    if args.priority is not None:
-        lines.append(f"#priority {args.priority}")
-    if args.category is not None:
-        lines.append(f"#category {args.category}".rstrip())
+    for option in VALUED:
+        value = getattr(args, option)
+        if value is None:
+            continue
+        if "\n" in value or "\r" in value:  # a second line would be a command of its own
+            raise UsageError(f"--{option}: give one line")
+        lines.append(f"#{option} {value}".rstrip())  # an empty name: the command alone
     if not lines:
-        raise UsageError("tickets set: give --status, --assign, --priority or --category")
+        raise UsageError("tickets set: give --status, " + ", ".join(
+            f"--{option}" for option in VALUED[:-1]) + f" or --{VALUED[-1]}")
     parsed = commands.parse("\n".join(lines))
     if parsed.error:
         raise UsageError(parsed.error.replace("#", "--", 1))

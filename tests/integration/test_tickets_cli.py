@@ -214,6 +214,26 @@ def test_set_is_all_or_nothing(desk):
     assert mailhelp(desk.config, "tickets", "set", "99", "--priority", "low").returncode == 1
 
 
+def test_set_corrects_school_and_room(desk):
+    done = cli(desk, "tickets", "set", "3", "--school", "Lincoln Elementary", "--room", "Gym")
+    assert done.stdout.decode() == "ticket 3: school Lincoln Elementary; room Gym\n"
+    ticket = desk.ticket(3)
+    assert (ticket["school"], ticket["room"], ticket["status"]) == (
+        "Lincoln Elementary", "Gym", "new")
+    listed = json.loads(cli(desk, "tickets", "list", "--json", "--school",
+                            "Lincoln Elementary").stdout)
+    assert [t["id"] for t in listed] == [3]
+    who = f"cli:{getpass.getuser()}"
+    assert [e for e in _events(desk, 3) if e[1] in ("school", "room")] == [
+        (who, "school", "- -> Lincoln Elementary"), (who, "room", "- -> Gym")]
+    cli(desk, "tickets", "set", "3", "--room", "")
+    assert (desk.ticket(3)["school"], desk.ticket(3)["room"]) == ("Lincoln Elementary", "")
+    # A second line would be a command of its own: refused, nothing changed.
+    bad = mailhelp(desk.config, "tickets", "set", "3", "--room", "12\n#close")
+    assert (bad.returncode, bad.stderr) == (2, b"mailhelp: --room: give one line\n")
+    assert desk.ticket(3)["status"] == "new"
+
+
 def _events(desk: Desk, ticket_id: int) -> list[tuple[str, str, str]]:
     from sqlalchemy import create_engine, select
 

@@ -173,23 +173,32 @@ def test_the_csv_export_parses_back_to_the_tickets(db):
     ({"assign": "tech2@school.test", "category": "Printers"},
      ["#assign tech2@school.test", "#category Printers"]),
     ({"category": ""}, ["#category"]),
+    ({"school": "Lincoln Elementary", "room": "B 12"}, ["#school Lincoln Elementary",
+                                                        "#room B 12"]),
+    ({"school": "", "status": "open"}, ["#open", "#school"]),
+    ({"room": ""}, ["#room"]),
 ])
 def test_set_options_become_the_desks_command_lines(options, lines):
-    args = argparse.Namespace(**{"status": None, "assign": None, "priority": None,
-                                 "category": None, **options})
-    assert command_lines(args) == lines
+    assert command_lines(_set_args(**options)) == lines
+
+
+def _set_args(**options) -> argparse.Namespace:
+    return argparse.Namespace(**{"status": None, "assign": None, "priority": None,
+                                 "category": None, "school": None, "room": None, **options})
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({}, "give --status"),
+    ({}, "give --status, --assign, --priority, --category, --school or --room"),
     ({"status": "new"}, "--status"),
     ({"assign": "not an address"}, "--assign not an address: #assign needs an email"),
+    # A second line would be a command of its own (#close), run unasked.
+    ({"room": "12\n#close"}, "--room: give one line"),
+    ({"school": "Adams\r\n#assign tech2@school.test"}, "--school: give one line"),
+    ({"school": "x" * 400}, r"--school x+\.\.\.: #school: the name is too long"),
 ])
 def test_set_with_nothing_or_nonsense_is_bad_usage(options, message):
-    args = argparse.Namespace(**{"status": None, "assign": None, "priority": None,
-                                 "category": None, **options})
     with pytest.raises(UsageError, match=message):
-        command_lines(args)
+        command_lines(_set_args(**options))
 
 
 def test_files_are_written_under_their_own_safe_name_0600_never_over_a_file(
