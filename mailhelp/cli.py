@@ -125,8 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _ticket_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--status", action="append", choices=list(TicketStatus),
-                        help="repeat for several")
+    # "merged": the tickets merged into another (stored closed), listed only when asked
+    # for (ticket_filters.MERGED).
+    parser.add_argument("--status", action="append", choices=[*TicketStatus, "merged"],
+                        help="repeat for several; merged: tickets merged into another")
     parser.add_argument("--assignee", metavar="ADDRESS", help='"none": unassigned')
     parser.add_argument("--requester", metavar="ADDRESS")
     parser.add_argument("--school", metavar="NAME")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from .db.models import Attachment, Message
+from .db.models import Attachment, Message, Ticket
 from .db.storage import AttachmentStore, safe_filename
 from .errors import MailhelpError, UsageError
 
@@ -32,10 +32,12 @@ def files_of(session, ticket_id: int, attachment_id: int | None) -> list[Attachm
     if attachment_id is not None:
         query = query.where(Attachment.id == attachment_id)
     found = list(session.scalars(query))
-    if attachment_id is not None and not found:
-        raise MailhelpError(f"ticket {ticket_id} has no file {attachment_id}")
     if not found:
-        raise MailhelpError(f"ticket {ticket_id} has no files")
+        # A merged ticket's messages, and so its files, moved to its survivor.
+        survivor = session.scalar(select(Ticket.merged_into_id).where(Ticket.id == ticket_id))
+        where = f" (merged into #{survivor}: its files are there)" if survivor else ""
+        what = f"no file {attachment_id}" if attachment_id is not None else "no files"
+        raise MailhelpError(f"ticket {ticket_id} has {what}{where}")
     return found
 
 

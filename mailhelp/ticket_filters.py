@@ -12,16 +12,17 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import ColumnElement, Select, and_, or_, select, text
 from sqlalchemy.orm import aliased, contains_eager, selectinload
 
 from .db.models import Participant, Person, Survey, Ticket
 from .durations import parse_duration
 from .errors import UsageError
 from .search import matching_ticket_ids, words
-from .states import TicketStatus
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# --status's pseudo-status (cli.py offers it): the tickets merged into another.
+MERGED = "merged"
 
 
 # The columns of a listing row (listing_query(columns=True)), in the table's order.
@@ -80,12 +81,17 @@ def since_instant(text: str, now: datetime, zone: tzinfo) -> datetime:
     return instant if instant.tzinfo else instant.replace(tzinfo=zone)
 
 
-def status_names(values: list[str] | None) -> list[str]:
-    known = list(TicketStatus)
-    for value in values or ():
-        if value not in known:
-            raise UsageError(f"--status: {value!r} is not one of {', '.join(known)}")
-    return list(values or ())
+def status_condition(statuses: tuple[str, ...]) -> ColumnElement[bool]:
+    """Which tickets ``--status`` selects: none given, every ticket not merged; a status,
+    the tickets in it that were not merged; ``merged``, the merged ones (all closed)."""
+    stored = [s for s in statuses if s != MERGED]
+    unmerged = Ticket.merged_into_id.is_(None)
+    if stored:
+        unmerged = and_(Ticket.status.in_(stored), unmerged)
+    if MERGED not in statuses:
+        return unmerged
+    merged = Ticket.merged_into_id.is_not(None)
+    return or_(unmerged, merged) if stored else merged
 
 
 def listing_query(filters: Filters, dialect: str, *, people: bool = False,
@@ -96,9 +102,7 @@ def listing_query(filters: Filters, dialect: str, *, people: bool = False,
     or a pipe of 100,000 tickets costs no ORM objects. ``exported``: plain rows of the
     CSV export's columns (EXPORTED; the participants are export_participants())."""
     requester, assignee = aliased(Person), aliased(Person)
-    conditions = []
-    if filters.statuses:
-        conditions.append(Ticket.status.in_(filters.statuses))
+    conditions = [status_condition(filters.statuses)]
     if filters.assignee == "none":
         conditions.append(Ticket.assignee_id.is_(None))
     elif filters.assignee:

@@ -60,6 +60,11 @@ def actor() -> str:
 
 def apply(tx, config, ticket, lines: list[str], who: str, now: datetime, store) -> list[str]:
     """Run the command lines on the ticket and queue their mail; return what changed."""
+    if ticket.merged_into_id is not None:
+        # Its request goes on as the survivor's (desk/merge.py); mail on it goes there.
+        # Told rather than sent on, the user changes the ticket they mean knowingly.
+        raise MailhelpError(f"ticket {ticket.id} was merged into #{ticket.merged_into_id}; "
+                            f"change #{ticket.merged_into_id} instead")
     from .desk import notices, schedule, staffmail
     from .desk.tickets import event, person, set_status
     from .mail.parse import Address

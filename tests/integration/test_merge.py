@@ -1,10 +1,14 @@
 """Merging tickets over real Dovecot and SMTP (issue 19): ``tickets merge A B`` and
 ``#merge N`` by mail; afterwards every way of writing about B (a reply to its
-acknowledgement, its tag alone, its plus address) lands on A, B says where it went, its
-requester is told once, and someone outside both tickets who uses B's tag still gets a
-ticket of their own."""
+acknowledgement, its tag alone, its plus address) lands on A, B says where it went and
+is listed only when asked for, its requester is told once, and
+someone outside both tickets who uses B's tag still gets a ticket of their own."""
 
 from __future__ import annotations
+
+import csv
+import io
+import json
 
 import pytest
 
@@ -57,7 +61,8 @@ def test_tickets_merge_moves_b_into_a_and_mail_on_b_lands_on_a(tmp_path, databas
         ("references", "It smells of burnt dust now."),
         ("subject_tag", "The fan is loud, too."),
         ("plus_address", "Any news?")]
-    assert survivor["status"] == "open" and len(desk.tickets()) == 2
+    # No new ticket (#2, merged, is listed only with --status merged).
+    assert survivor["status"] == "open" and [t["id"] for t in desk.tickets()] == [1]
     assert desk.ticket(2)["messages"] == []
     # Staff hear of each reply as news on #1.
     assert "Any news?" in plain(desk.last(TECH1_ADDRESS))
@@ -66,10 +71,32 @@ def test_tickets_merge_moves_b_into_a_and_mail_on_b_lands_on_a(tmp_path, databas
     # Refused, in one line, with nothing changed.
     for args, error in ((("1", "1"), "cannot merge ticket #1 into itself"),
                         (("1", "9"), "no ticket #9"),
-                        (("2", "1"), "ticket #2 was merged into #1; merge into #1 instead")):
-        refused = mailhelp(desk.config, "tickets", "merge", *args)
+                        (("2", "1"), "ticket #2 was merged into #1; merge into #1 instead"),
+                        (("set", "2", "--priority", "high"),
+                         "ticket 2 was merged into #1; change #1 instead")):
+        command = ("tickets", *args) if args[0] == "set" else ("tickets", "merge", *args)
+        refused = mailhelp(desk.config, *command)
         assert (refused.returncode, refused.stderr.decode()) == (1, f"mailhelp: {error}\n")
-    assert [t["merged_into"] for t in desk.tickets()] == [None, 1]
+    assert desk.ticket(2)["priority"] == "normal"
+
+    # B is part of A now: listed and exported only when asked for, still naming A.
+    assert [t["id"] for t in desk.tickets()] == [1]
+    assert _listed(desk, "--status", "closed") == []
+    assert _listed(desk, "--status", "merged") == [2]
+    assert _listed(desk, "--status", "merged", "--status", "open") == [1, 2]
+    assert _listed(desk, "--search", "Beamer") == [1]  # B's words are on A now
+    piped = mailhelp(desk.config, "tickets", "list").stdout.decode().splitlines()
+    assert [line.split("\t")[0] for line in piped] == ["id", "1"]
+    exported = mailhelp(desk.config, "tickets", "export", "--format", "csv", "--status",
+                        "merged").stdout.decode()
+    [row] = csv.DictReader(io.StringIO(exported))
+    assert (row["id"], row["status"], row["merged_into"]) == ("2", "closed", "1")
+
+
+def _listed(desk, *filters: str) -> list[int]:
+    done = mailhelp(desk.config, "tickets", "list", "--json", *filters)
+    assert done.returncode == 0, done.stderr.decode()
+    return [t["id"] for t in json.loads(done.stdout)]
 
 
 def test_merge_by_mail_and_a_stranger_using_the_merged_tag(tmp_path, database_url, mail):
@@ -98,7 +125,7 @@ def test_merge_by_mail_and_a_stranger_using_the_merged_tag(tmp_path, database_ur
     # Bob's tickets reaches her.
     desk.send(mailclients.new_message(JANE, "Re: [#2] Projector still dark",
                                       "Mine is dark too."))
-    assert [t["id"] for t in desk.tickets()] == [1, 2, 3]
+    assert [t["id"] for t in desk.tickets()] == [1, 3]  # (#2, merged, is part of #1)
     assert desk.ticket(3)["requester"] == TEACHER1
     [ack] = desk.inbox(TEACHER1, 1)
     assert parsed(ack)["Subject"].startswith("[#3]")

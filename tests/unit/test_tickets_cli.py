@@ -15,7 +15,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.orm import Session
 
-from mailhelp.cli_tickets import COLUMNS, EXPORT_COLUMNS, print_tabbed, print_table, write_csv
+from mailhelp.cli_tickets import (
+    COLUMNS,
+    EXPORT_COLUMNS,
+    export_csv,
+    print_tabbed,
+    print_table,
+    write_csv,
+)
 from mailhelp.db.migrate import upgrade
 from mailhelp.db.models import Attachment, Message, Person, Ticket
 from mailhelp.db.session import Database, transaction
@@ -66,6 +73,16 @@ def fill(tx: Session) -> None:
         tx.add(Message(ticket_id=n, direction="in", kind="request", message_id=f"<{n}@s.test>",
                        from_address=people[requester].address, subject=subject, text=body,
                        created_at=when))
+    # Bob's "Printer jam again", merged into #2 (desk/merge.py): its request moved there,
+    # and it is closed. Listed, it would be the same request twice.
+    when = NOW - timedelta(days=2)
+    tx.add(Ticket(id=7, subject="Printer jam again", status="closed", merged_into_id=2,
+                  requester_id=people["bob"].id, school="Lincoln", category="Printers",
+                  created_at=when, updated_at=when + timedelta(hours=1)))
+    tx.flush()
+    tx.add(Message(ticket_id=2, direction="in", kind="request", message_id="<7@s.test>",
+                   from_address=people["bob"].address, subject="Printer jam again",
+                   text="crumpled paper in tray 2", created_at=when))
 
 
 def ids(db: Database, **given) -> list[int]:
@@ -95,6 +112,17 @@ def ids(db: Database, **given) -> list[int]:
     ({"requester": "bob@school.test", "search": "gym signal", "statuses": ("open",)}, [5]),
     ({"requester": "ann@school.test", "search": "toner"}, []),
     ({"school": "Lincoln", "limit": 2, "statuses": ("open", "new")}, [5, 6]),
+    # A merged ticket (#7, into #2) only under its pseudo-status, never as closed; its
+    # words are found on the survivor, where its request went.
+    ({"statuses": ("merged",)}, [7]),
+    ({"statuses": ("closed",)}, []),
+    ({"statuses": ("merged", "new")}, [1, 6, 7]),
+    ({"statuses": ("merged",), "limit": 1}, [7]),
+    ({"statuses": ("merged",), "requester": "bob@school.test", "school": "Lincoln"}, [7]),
+    ({"search": "crumpled"}, [2]),
+    ({"search": "again"}, [2]),
+    ({"search": "again", "statuses": ("merged",)}, [7]),
+    ({"search": "crumpled", "statuses": ("merged",)}, []),
 ])
 def test_filters_alone_and_combined(db, given, expected):
     assert ids(db, **given) == expected
@@ -167,6 +195,23 @@ def test_the_csv_export_parses_back_to_the_tickets(db):
     assert rows[0]["assignee"] == "" and rows[0]["created_at"] == "2026-12-06T14:00:00-06:00"
 
 
+def test_a_merged_ticket_is_exported_only_when_asked_for_and_names_its_survivor(db):
+    with db.sessions() as session:
+        merged = Filters(statuses=("merged",))
+        out = io.StringIO()
+        write_csv(session.scalars(listing_query(merged, db.dialect, people=True)), CHICAGO, out)
+        plain = io.StringIO()
+        export_csv(session, listing_query(merged, db.dialect, exported=True), CHICAGO, plain)
+        everything = io.StringIO()
+        export_csv(session, listing_query(Filters(), db.dialect, exported=True), CHICAGO,
+                   everything)
+    assert plain.getvalue() == out.getvalue()
+    [row] = csv.DictReader(io.StringIO(out.getvalue()))
+    assert (row["id"], row["status"], row["merged_into"]) == ("7", "closed", "2")
+    assert [r["id"] for r in csv.DictReader(io.StringIO(everything.getvalue()))] == [
+        "1", "2", "3", "4", "5", "6"]
+
+
 @pytest.mark.parametrize(("options", "lines"), [
     ({"status": "resolved"}, ["#resolve"]),
     ({"status": "open", "priority": "high"}, ["#open", "#priority high"]),
@@ -230,6 +275,9 @@ def test_files_are_written_under_their_own_safe_name_0600_never_over_a_file(
             files_of(session, 1, 999)
         with pytest.raises(MailhelpError, match="has no files"):
             files_of(session, 2, None)
+        with pytest.raises(MailhelpError, match=r"^ticket 7 has no files \(merged into #2: "
+                                                r"its files are there\)$"):
+            files_of(session, 7, None)
     with transaction(db) as tx:  # the module's desk as it was, for the other tests
         for attachment in made:
             tx.delete(tx.get(Attachment, attachment.id))
