@@ -20,8 +20,9 @@ from ..mail.parse import Inbound
 from . import outsiders
 from .batch import TICKET_AND_PEOPLE
 from .handlers.common import Incoming
+from .merge import survivor_of
 from .route import Facts, SurveyFacts, Thread, TicketFacts
-from .threads import Match, find_ticket, follow_merges
+from .threads import Match, find_ticket
 
 if TYPE_CHECKING:
     from ..mail import authenticity
@@ -68,12 +69,7 @@ def _survivor(mail: Incoming, ticket: Ticket, match: Match) -> tuple[Ticket, Mat
     """A merged ticket's mail goes to the ticket it was merged into (desk/merge.py), and
     who may join is asked of that one: the merged ticket's people moved there."""
     tx = mail.tx
-
-    def merged_into(ticket_id: int) -> int | None:
-        found = tx.get(Ticket, ticket_id)
-        return found.merged_into_id if found is not None else None
-
-    survivor_id = follow_merges(ticket.id, merged_into)
+    survivor_id = survivor_of(tx, ticket.id)
     survivor = tx.get(Ticket, survivor_id, options=TICKET_AND_PEOPLE)
     log.info("message=%s action=follow_merge ticket=%s survivor=%s thread=%s",
              mail.inbound.message_id, ticket.id, survivor_id, match.reason)
@@ -100,7 +96,8 @@ def _survey(mail: Incoming, token: str, ticket_id: int | None) -> SurveyFacts | 
         return None
     ticket = mail.tickets[record.ticket_id] = mail.ticket(record.ticket_id)
     mail.surveys[record.id] = record
-    return SurveyFacts(record.id, ticket.id, ticket.requester.address)
+    survivor = survivor_of(tx, ticket.id) if ticket.merged_into_id is not None else None
+    return SurveyFacts(record.id, ticket.id, ticket.requester.address, survivor)
 
 
 def _answers_survey(tx: Session, ticket: Ticket, inbound: Inbound) -> bool:

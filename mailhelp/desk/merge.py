@@ -7,7 +7,9 @@ its events, its survey, its outbox rows and the raw messages it was made from. B
 closed and names A (``tickets.merged_into_id``), so that mail threaded on B by its tag
 or plus address finds A (facts.py follows the name; mail threaded by a Message-ID finds
 A by itself, the message having moved). B's requester is told, once, where their
-request went.
+request went. What comes later for B's own mail (a bounce of it, an answer to its
+survey) is recorded on A too (``survivor_of``), where staff look; the survey row, the
+rating of B's fix, stays B's.
 
 Deciding comes apart from doing: ``refusal`` and ``survivor_status`` are pure.
 """
@@ -28,6 +30,7 @@ from ..errors import MailhelpError
 from ..states import TicketStatus
 from . import notices, schedule
 from .batch import Batch
+from .threads import follow_merges
 from .tickets import add_participant, event, set_status
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,16 @@ def survivor_status(survivor: str, merged: str) -> TicketStatus | None:
             and TicketStatus(survivor) not in WAITING_ON_STAFF:
         return TicketStatus.OPEN
     return None
+
+
+def survivor_of(tx: Session, ticket_id: int) -> int:
+    """Where news of ``ticket_id`` is recorded: the ticket it was merged into, else
+    itself (threads.follow_merges). No query for a ticket the session holds already."""
+    def merged_into(number: int) -> int | None:
+        found = tx.get(Ticket, number)
+        return found.merged_into_id if found is not None else None
+
+    return follow_merges(ticket_id, merged_into)
 
 
 def merge(tx: Session, config: Config, survivor_id: int, merged_id: int, actor: str,

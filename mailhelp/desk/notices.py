@@ -316,7 +316,9 @@ def _survey_mail(tx: Session, config: Config, ticket: Ticket, record: Survey, te
 
 def survey_thanks(tx: Session, config: Config, ticket: Ticket, inbound: Inbound | None,
                   record: Survey, now: datetime) -> None:
-    requester = addressed(ticket.requester)
+    # To whom the survey asked: on a survivor of a merge (handlers/survey.keep_answer),
+    # the requester of the ticket merged into it.
+    requester = addressed(tx.get(Ticket, record.ticket_id).requester)
     enqueue(tx, config, ticket, Draft(
         kind="status",
         template="survey_thanks",

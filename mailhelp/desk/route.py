@@ -95,8 +95,10 @@ class Thread:
 @dataclass(frozen=True)
 class SurveyFacts:
     id: int
-    ticket_id: int
+    ticket_id: int  # the ticket it asked about
     requester: str  # the only one whose answer counts
+    # The ticket that one was merged into since (desk/merge.py), if it was.
+    survivor_id: int | None = None
 
 
 def _nothing(*_args: object) -> None:
@@ -205,13 +207,15 @@ def _survey_answer(inbound: Inbound, facts: Facts, ticket: TicketFacts | None) -
         return None  # a reply to the survey mail that rates nothing: an ordinary reply
     if quoted_only and not answer.by_number:
         return None
+    # An answer about a ticket merged since is recorded on the survivor, where its
+    # request went on and staff look; the rating stays on the survey it answers.
+    on = survey.survivor_id if survey.survivor_id is not None else survey.ticket_id
     if inbound.sender.address != survey.requester:
         # The token came from someone else's survey: not theirs to answer.
         return Route(RouteName.SURVEY_REFUSED,
-                     "survey answer from someone other than the requester",
-                     ticket_id=survey.ticket_id)
-    return Route(RouteName.SURVEY_ANSWER, "survey", ticket_id=survey.ticket_id,
-                 survey_id=survey.id, answer=answer)
+                     "survey answer from someone other than the requester", ticket_id=on)
+    return Route(RouteName.SURVEY_ANSWER, "survey", ticket_id=on, survey_id=survey.id,
+                 answer=answer)
 
 
 def _staff(inbound: Inbound, on: dict) -> Route:

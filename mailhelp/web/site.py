@@ -33,6 +33,7 @@ from ..delivery.outbox import subject_tag
 from ..delivery.templating import BUNDLED
 from ..desk import surveys
 from ..desk.handlers.survey import keep_answer
+from ..desk.merge import survivor_of
 from ..errors import ConfigError, MailhelpError
 
 if TYPE_CHECKING:
@@ -288,8 +289,11 @@ class SurveySite:
             if (survey.answered_via, survey.rating, survey.comment) == ("web", rating, comment):
                 # A double click or a reload sends the same answer again: one thank-you.
                 return _survey_view(config, ticket, survey)
-            # The same handler as a mailed answer's.
-            keep_answer(tx, config, ticket, survey, rating, comment, "web", now)
+            # The same handler as a mailed answer's, and recorded where it would be: on
+            # the ticket this one was merged into, if it was. The page names the ticket
+            # the survey asked about.
+            keep_answer(tx, config, tx.get(Ticket, survivor_of(tx, ticket.id)), survey,
+                        rating, comment, "web", now)
             return _survey_view(config, ticket, survey)
 
 

@@ -1,20 +1,26 @@
 """Merging tickets over real Dovecot and SMTP (issue 19): ``tickets merge A B`` and
 ``#merge N`` by mail; afterwards every way of writing about B (a reply to its
-acknowledgement, its tag alone, its plus address) lands on A, B says where it went and
-is listed only when asked for, its requester is told once, and
+acknowledgement, its tag alone, its plus address, an answer to its survey) lands on A, B
+says where it went and is listed only when asked for, its requester is told once, and
 someone outside both tickets who uses B's tag still gets a ticket of their own."""
 
 from __future__ import annotations
 
 import csv
+import email
+import email.message
+import email.policy
+import email.utils
 import io
 import json
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
 from tests import mailclients
 from tests.helpers import mailhelp
-from tests.integration.test_conversations import BOB, JANE, TECH1, parsed, plain
+from tests.integration.test_conversations import BOB, HELP, JANE, TECH1, parsed, plain
 from tests.integration.test_team import _desk
 
 pytestmark = pytest.mark.integration
@@ -97,6 +103,62 @@ def _listed(desk, *filters: str) -> list[int]:
     done = mailhelp(desk.config, "tickets", "list", "--json", *filters)
     assert done.returncode == 0, done.stderr.decode()
     return [t["id"] for t in json.loads(done.stdout)]
+
+
+def _arrive_at(desk, raw: bytes | None, at: datetime) -> None:
+    """Mail (if any) lands in the help mailbox, and mailhelp runs once at ``at``."""
+    if raw is not None:
+        client = desk.mail.imap(HELP)
+        try:
+            client.append("INBOX", raw)
+        finally:
+            client.logout()
+    done = mailhelp(desk.config, "run", "--once", "--now", at.isoformat())
+    assert done.returncode == 0 and b"0 failed" in done.stdout, done.stderr.decode()
+
+
+def _mailto_answer(survey: bytes, sender: str, label: str) -> bytes:
+    """The message a mail client composes from the survey's link for ``label``: a new
+    message to the link's address, with its subject and body."""
+    html = parsed(survey).get_body(("html",)).get_content()
+    link = next(part.split('"')[0] for part in html.split('href="')[1:]
+                if part.startswith("mailto:") and label.replace(" ", "%20") in part)
+    target = urlparse(link.replace("&amp;", "&"))
+    query = parse_qs(target.query)
+    answer = email.message.EmailMessage()
+    answer["From"] = sender
+    answer["To"] = unquote(target.path)
+    answer["Subject"] = query["subject"][0]
+    answer["Message-ID"] = email.utils.make_msgid(domain="school.test")
+    answer.set_content(query["body"][0])
+    return answer.as_bytes(policy=email.policy.SMTP)
+
+
+def test_an_answer_to_the_merged_tickets_survey_lands_on_the_survivor(tmp_path,
+                                                                      database_url, mail):
+    desk = _desk(tmp_path, database_url, mail)
+    desk.open_ticket(JANE, "Projector in room 12")
+    _, note = desk.open_ticket(BOB, "Beamer room 12 dark")
+    desk.send(mailclients.gmail(note, TECH1, "#resolve\n\nThe lamp was loose."))
+    start = datetime.now(UTC)
+    _arrive_at(desk, None, start + timedelta(hours=2))  # [survey] delay: 1h
+    [survey] = [m for m in desk.inbox(TEACHER2, 4) if "How did we do?" in parsed(m)["Subject"]]
+    assert parsed(survey)["Subject"].startswith("[#2]")
+    assert mailhelp(desk.config, "tickets", "merge", "1", "2").returncode == 0
+    desk.inbox(TEACHER2, 5)  # the notice that #2 goes on as #1
+
+    # Bob rates the fix of #2 by the survey's mailto link, after the merge.
+    _arrive_at(desk, _mailto_answer(survey, BOB, "4 - Good"), start + timedelta(hours=3))
+    # The rating is #2's survey's; the answer is kept on #1, where the request went on.
+    assert desk.ticket(2)["survey"]["rating"] == 4 and desk.ticket(2)["messages"] == []
+    survivor = desk.ticket(1)
+    assert [m["kind"] for m in _messages_from(survivor, TEACHER2)] == [
+        "request", "survey_response"]
+    assert survivor["status"] == "new" and survivor["survey"] is None
+    # Bob, who was asked, is thanked under #1; Jane hears nothing of it.
+    thanks = parsed(desk.inbox(TEACHER2, 6)[-1])
+    assert thanks["Subject"] == "[#1] Thank you for your rating"
+    assert desk.sent_to(TEACHER1) == ["ack"]
 
 
 def test_merge_by_mail_and_a_stranger_using_the_merged_tag(tmp_path, database_url, mail):

@@ -11,14 +11,26 @@ import threading
 
 import pytest
 
-from mailhelp.db.models import Job, Message, Outbox, Participant, Ticket, TicketEvent
+from mailhelp.app import App
+from mailhelp.db.models import (
+    Job,
+    Message,
+    Outbox,
+    Participant,
+    Suppression,
+    Survey,
+    Ticket,
+    TicketEvent,
+)
 from mailhelp.db.session import transaction
-from mailhelp.desk import commands
+from mailhelp.desk import commands, notices, survey_due, surveys
 from mailhelp.desk.merge import MergeError, merge, refusal, survivor_status
 from mailhelp.desk.threads import follow_merges
 from mailhelp.desk.tickets import set_status
+from mailhelp.web.site import SurveySite
 from tests.helpers import mail_of
 from tests.security.desk import NOW, mail
+from tests.security.test_forged_bounces import dsn
 
 TRUST = '[authentication]\nunauthenticated_staff = "trust"\n'
 JANE, BOB = "Jane Teacher <teacher1@school.test>", "Bob Miller <teacher2@school.test>"
@@ -224,3 +236,80 @@ def test_two_merges_the_opposite_way_at_once_make_no_loop(make_desk):
     other.join(30)
     assert second == ["ticket #2 was merged into #1; merge into #1 instead"]
     assert [(t.id, t.merged_into_id) for t in desk.rows(Ticket)] == [(1, None), (2, 1)]
+
+
+# After the merge: news of the merged ticket's own mail -------------------------------
+
+SURVEY_SITE = TRUST + '[survey]\nbase_url = "http://127.0.0.1:9/survey"\nsecret = "s3cret"\n'
+
+
+def _surveyed_then_merged(desk) -> str:
+    """Bob's #2 resolved and surveyed, then merged into Jane's #1; the survey's token."""
+    _two_requests(desk)
+    config = desk.pipeline.config
+    with transaction(desk.db) as tx:
+        bob_ticket = tx.get(Ticket, 2)
+        set_status(tx, config, bob_ticket, "resolved", "tech1@school.test", NOW)
+        record = survey_due.start(tx, bob_ticket, NOW)
+        notices.survey(tx, config, bob_ticket, record, NOW)
+        token = record.token
+    _merge(desk, 1, 2)
+    return token
+
+
+def _survey_events(desk) -> list[tuple[int, str, str]]:
+    return [(e.ticket_id, e.actor, e.detail)
+            for e in desk.rows(TicketEvent, TicketEvent.action == "survey_answer")]
+
+
+def test_a_mailed_survey_answer_for_the_merged_ticket_is_kept_on_the_survivor(make_desk):
+    desk = make_desk(TRUST)
+    token = _surveyed_then_merged(desk)
+    answer = desk.send(mail(sender=BOB, subject="Re: [#2] How did we do?",
+                            to=surveys.reply_address("help@school.test", token),
+                            body="5 - quick fix"))
+    assert (answer.outcome.action, answer.outcome.ticket_id) == ("recorded", 1)
+    # The rating is #2's survey's, the rating of #2's fix (reports count it by its
+    # sending); the answer and its event are on #1, where staff look.
+    [survey] = desk.rows(Survey)
+    assert (survey.ticket_id, survey.rating, survey.comment) == (2, 5, "quick fix")
+    [response] = desk.rows(Message, Message.kind == "survey_response")
+    assert response.ticket_id == 1
+    assert _survey_events(desk) == [(1, "teacher2@school.test", "rating 5, the survey of #2")]
+    # Bob, who was asked, is thanked, on #1; Jane's request is not reopened.
+    [thanks] = [r for r in desk.rows(Outbox) if b"Thank you for your rating" in mail_of(r)]
+    assert (thanks.ticket_id, thanks.recipients) == (1, ["teacher2@school.test"])
+    assert _ticket(desk, 1).status == "new"
+
+
+def test_a_survey_answer_on_the_web_for_the_merged_ticket_is_kept_on_the_survivor(make_desk):
+    desk = make_desk(SURVEY_SITE)
+    token = _surveyed_then_merged(desk)
+    site = SurveySite(App(desk.pipeline.config, desk.db, lambda: NOW))
+    view = site._record(token, 4, "Took a day.", NOW)
+    assert (view["id"], view["rating"]) == (2, 4)  # the page names the ticket asked about
+    [survey] = desk.rows(Survey)
+    assert (survey.ticket_id, survey.rating, survey.answered_via) == (2, 4, "web")
+    assert _survey_events(desk) == [
+        (1, "teacher2@school.test", "rating 4, the survey of #2 (web)")]
+    [thanks] = [r for r in desk.rows(Outbox) if b"Thank you for your rating" in mail_of(r)]
+    assert (thanks.ticket_id, thanks.recipients) == (1, ["teacher2@school.test"])
+
+
+def test_a_bounce_of_mail_sent_on_the_merged_ticket_is_noted_on_the_survivor(make_desk):
+    desk = make_desk(TRUST)
+    _two_requests(desk)
+    [bob_ack] = [r for r in desk.rows(Outbox, Outbox.kind == "ack")
+                 if r.recipients == ["teacher2@school.test"]]
+    _merge(desk, 1, 2)
+    # Through the signed return path of Bob's acknowledgement, sent on #2.
+    result = desk.send(dsn(bob_ack.mail_from, ["teacher2@school.test"], "Subject: x"))
+    assert (result.outcome.action, result.outcome.ticket_id) == ("recorded", 1)
+    [bounce] = desk.rows(Message, Message.kind == "bounce")
+    assert bounce.ticket_id == 1
+    assert [e.ticket_id for e in desk.rows(TicketEvent, TicketEvent.action == "bounced")] \
+        == [1]
+    [returned] = desk.rows(Outbox, Outbox.id == bob_ack.id)
+    assert (returned.status, returned.ticket_id) == ("bounced", 2)  # history stays B's
+    assert [(s.address, s.reason) for s in desk.rows(Suppression)] == [
+        ("teacher2@school.test", "bounce on #1")]

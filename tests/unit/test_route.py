@@ -302,6 +302,20 @@ def test_a_survey_answer_from_a_stranger_is_refused():
     assert decided.name == RouteName.SURVEY_REFUSED and decided.ticket_id == 7
 
 
+def test_an_answer_to_the_survey_of_a_ticket_merged_since_is_recorded_on_the_survivor():
+    # #7 was merged into #2 after its survey went out: the answer is kept where its
+    # request went on; the rating is still for #7's survey (and only its requester's).
+    survey = SurveyFacts(3, 7, "teacher1@school.test", survivor_id=2)
+    decided = route(mail("4 - quick fix", subject=f"Survey answer (survey-{TOKEN})"),
+                    facts(thread=None, survey=survey))
+    assert (decided.name, decided.survey_id, decided.ticket_id) == (
+        RouteName.SURVEY_ANSWER, 3, 2)
+    assert decided.answer.rating == 4
+    refused = route(mail("1", sender="mallory@school.test", subject=f"x survey-{TOKEN}"),
+                    facts(thread=None, survey=survey))
+    assert (refused.name, refused.ticket_id) == (RouteName.SURVEY_REFUSED, 2)
+
+
 def test_an_auto_reply_on_a_ticket_is_noted_and_on_none_dropped():
     away = classify.Verdict(classify.AUTO_REPLY, "Auto-Submitted: auto-replied")
     noted = route(mail(), facts(verdict=away, thread=on_ticket()))

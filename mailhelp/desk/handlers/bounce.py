@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from ...db.models import Outbox, Suppression, Ticket
 from ...states import OutboxStatus
+from ..merge import survivor_of
 from ..route import Route
 from ..tickets import event
 from .common import Incoming, Outcome, record
@@ -17,8 +18,9 @@ log = logging.getLogger(__name__)
 
 def bounce(mail: Incoming, route: Route) -> Outcome:
     """A bounce of mail we sent (by its signed return path or Message-ID): mark it, note
-    it on its ticket, rest the failed addresses that mail went to. Anything else is
-    dropped: a bounce's own word about who failed is believed for our mail only."""
+    it on its ticket (or the ticket that one was merged into), rest the failed addresses
+    that mail went to. Anything else is dropped: a bounce's own word about who failed is
+    believed for our mail only."""
     from ...mail import bounces, signing
 
     tx, inbound, now, reason = mail.tx, mail.inbound, mail.now, route.reason
@@ -39,6 +41,10 @@ def bounce(mail: Incoming, route: Route) -> Outcome:
         row.status = OutboxStatus.BOUNCED
         row.last_error = f"bounced: {', '.join(failed) or reason}"
     ticket_id = next((row.ticket_id for row in returned if row.ticket_id), None)
+    if ticket_id is not None:
+        # Mail sent on a ticket merged since: noted on the survivor, where its
+        # conversation went and staff look (the outbox row stays the merged ticket's).
+        ticket_id = survivor_of(tx, ticket_id)
     if failed and report.permanent:
         until = now + mail.config.limits.bounce_suppression
         why = f"bounce on #{ticket_id}" if ticket_id else "bounce"

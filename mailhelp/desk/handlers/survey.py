@@ -43,14 +43,19 @@ def keep_answer(tx: Session, config: Config, ticket: Ticket, survey: Survey,
                 inbound: Inbound | None = None) -> None:
     """Record the requester's answer (``via`` "mail" or "web"): the rating and comment, an
     event, and a thank-you mail for a rating unless ``[survey] thank_you = false``. A
-    comment alone keeps the rating."""
+    comment alone keeps the rating. ``ticket`` is where the answer is recorded: the
+    survey's own, or the ticket that one was merged into (desk/merge.survivor_of); the
+    rating stays on the survey, of the ticket it asked about."""
     if rating is not None:
         survey.rating, survey.comment = rating, comment
     elif comment:
         survey.comment = comment
     survey.answered_at, survey.answered_via = now, via
+    asked = tx.get(Ticket, survey.ticket_id)  # ``ticket`` itself unless merged since
     detail = f"rating {survey.rating}" if rating is not None else "comment"
-    event(tx, ticket, now, ticket.requester.address, "survey_answer",
+    if asked is not ticket:
+        detail += f", the survey of #{asked.id}"
+    event(tx, ticket, now, asked.requester.address, "survey_answer",
           detail if via == "mail" else f"{detail} ({via})")
     if rating is not None and config.survey.thank_you:
         notices.survey_thanks(tx, config, ticket, inbound, survey, now)
