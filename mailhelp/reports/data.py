@@ -26,6 +26,7 @@ from .periods import Period
 
 ACTIVE = ("new", "open", "pending")
 OLDEST = 10  # the oldest open tickets a report names, per group
+MERGE_HOPS = 5  # desk/threads.MERGE_HOPS (not imported: that pulls in the mail parser)
 CHUNK = 5_000  # ids a query names at most (SQLite allows 32,766 parameters)
 NONE = "(none)"  # the group of a ticket with no assignee, school or category
 
@@ -150,6 +151,14 @@ def fetch(session: Session, period: Period, by: str | None = None) -> Rows:
         for row in connection.execute(ticket_rows(Ticket.id.in_(earlier[at:at + CHUNK]),
                                                   Ticket.created_at < period.end)).all():
             tickets[row[0]] = _ticket(row)
+    lost = {s.ticket_id for s in surveys} - tickets.keys()
+    if lost:  # surveys on merged tickets: theirs is the survivor's request now
+        survivors = _survivors(connection, lost)
+        wanted = sorted(set(survivors.values()) - tickets.keys())
+        for row in connection.execute(ticket_rows(Ticket.id.in_(wanted))).all():
+            tickets[row[0]] = _ticket(row)
+        surveys = [s._replace(ticket_id=survivors.get(s.ticket_id, s.ticket_id))
+                   for s in surveys]
     # Ordered by id: SQLite then scans the table (a few ms) instead of looking up the
     # three quarters of it that the index on created_at would find, one by one.
     group = (Person.address if by == "assignee" else getattr(Ticket, by)) if by else None
@@ -159,6 +168,23 @@ def fetch(session: Session, period: Period, by: str | None = None) -> Rows:
                        Ticket.created_at < period.start).order_by(Ticket.id))
     return Rows(tickets, changes, surveys,
                 _standing(connection, ticket_rows, standing, by, changed))
+
+
+def _survivors(connection, ids: set[int]) -> dict[int, int]:
+    """Each merged ticket of ``ids`` -> the ticket it was merged into, followed through
+    later merges (at most MERGE_HOPS, as desk/threads.follow_merges does)."""
+    survivor = {i: i for i in ids}
+    for _ in range(MERGE_HOPS):
+        into = dict(connection.execute(
+            select(Ticket.id, Ticket.merged_into_id)
+            .where(Ticket.id.in_(sorted(set(survivor.values()))),
+                   Ticket.merged_into_id.is_not(None))).all())
+        moved = {i: into[s] for i, s in survivor.items() if s in into and into[s] not in ids}
+        if not moved:
+            break
+        survivor.update(moved)
+        ids = ids | set(moved.values())
+    return {i: s for i, s in survivor.items() if s != i}
 
 
 def _ticket(row) -> TicketRow:

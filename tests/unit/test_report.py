@@ -265,7 +265,7 @@ def test_html_is_one_self_contained_escaped_page(desk):
 # Oct 2) stood too; #21 (Oct 5 10:00) was open all through the period but resolved
 # after it (Tue 24), so it is read as a changed ticket, not a standing one; #22 (Oct 3
 # 10:00) went pending and back to open in it: changed, and open at both ends. All three
-# are in both of Adams's backlogs, once each. Nothing else happened.
+# are in both of Adams's backlogs, once each. #23 was merged into #22 and rated.
 MONROE = {100 + day: ("Monroe", local(day, 8, month=10), None, [], "new")
           for day in range(1, 13)}
 BACKLOG = {
@@ -279,6 +279,10 @@ BACKLOG = {
         (local(4, 9, month=10), TECH1, "new", "open"),
         (local(10, 9), TECH1, "open", "pending"),
         (local(12, 9), TECH1, "pending", "open")], "open"),
+    # Closed in October, merged into #22 later; its survey, sent in the period, counts
+    # on #22 (Adams), the ticket its request now is.
+    23: ("Adams", local(19, 10, month=10), local(20, 9, month=10), [
+        (local(20, 9, month=10), TECH1, "new", "closed")], "closed"),
 }
 
 
@@ -288,7 +292,7 @@ def backlog_desk(tmp_path_factory):
     with database_at(tmp_path) as url:
         path = write_config(tmp_path, url, extra=EXTRA.format(logo=""))
         assert mailhelp(path, "init").returncode == 0
-        history(Database(url), BACKLOG, [], {})
+        history(Database(url), BACKLOG, [(23, local(15, 9), 4, "merged")], {23: 22})
         yield path
 
 
@@ -310,6 +314,8 @@ def test_a_standing_backlog_in_every_grouping(backlog_desk):
     assert [t["id"] for t in groups["Adams"]["oldest_open"]] == [20, 22, 21]
     assert groups["Monroe"]["backlog_end"] == 12
     assert [t["id"] for t in groups["Monroe"]["oldest_open"]] == list(range(101, 111))
+    assert (groups["Adams"]["satisfaction"]["surveys_sent"],
+            groups["Adams"]["satisfaction"]["average"]) == (1, 4.0)
     techs = {g["name"]: g["backlog_end"] for g in data("--by", "assignee")["groups"]}
     assert techs == {TECH1: 15}
 
