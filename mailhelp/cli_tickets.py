@@ -15,10 +15,10 @@ import json
 import shutil
 import sys
 from collections.abc import Iterable, Iterator
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import TextIO
 
-from .db.models import Message, Ticket
+from .db.models import Message, Ticket, as_utc
 from .errors import MailhelpError
 from .mail.printable import printable
 from .web.views import shown, ticket_json
@@ -55,11 +55,19 @@ def ticket_object(ticket: Ticket, zone: tzinfo | None, messages=None, deliveries
     return data
 
 
+def local_time(value, zone: tzinfo, timespec: str = "seconds") -> str:
+    """A time a listing or export read raw (ticket_filters.TIMES) in ISO 8601 on the
+    desk's clock, with its offset."""
+    if isinstance(value, str):  # SQLite's text: UTC, without a zone
+        value = datetime.fromisoformat(value + "+00:00")
+    return value.astimezone(zone).isoformat(timespec=timespec)
+
+
 def row_cells(row, zone: tzinfo, exact: bool) -> list[str]:
     """A listing row's cells (ticket_filters.LISTED), times on the desk's clock; what
     came from mail or people (addresses, school, category, subject) is printable()."""
-    when = ((lambda t: t.astimezone(zone).isoformat(timespec="seconds")) if exact
-            else (lambda t: shown(t, zone)))
+    when = ((lambda t: local_time(t, zone)) if exact
+            else (lambda t: shown(as_utc(t), zone)))
     return [str(row.id), row.status, row.priority, when(row.created_at),
             when(row.updated_at), printable(row.requester_address),
             printable(row.assignee_address or "-"), printable(row.school or "-"),
@@ -99,8 +107,7 @@ def print_tabbed(rows: Iterable, zone: tzinfo, out: TextIO) -> int:
     for page in _pages(rows):
         out.write("".join([
             f"{number}\t{status}\t{priority}\t"
-            f"{opened.astimezone(zone).isoformat(timespec='seconds')}\t"
-            f"{updated.astimezone(zone).isoformat(timespec='seconds')}\t"
+            f"{local_time(opened, zone)}\t{local_time(updated, zone)}\t"
             f"{printable(requester)}\t{printable(assignee or '-')}\t"
             f"{printable(school or '-')}\t{printable(category or '-')}\t"
             f"{printable(subject or '')}\n"
@@ -163,11 +170,11 @@ def export_csv(session, query, zone: tzinfo, out: TextIO) -> None:
         writer.writerows([
             (number, subject, status, priority, requester, assignee, cc.get(number, ""),
              school, room, category,
-             created and created.astimezone(zone).isoformat(),
-             updated and updated.astimezone(zone).isoformat(),
-             answered and answered.astimezone(zone).isoformat(),
-             resolved and resolved.astimezone(zone).isoformat(),
-             closed and closed.astimezone(zone).isoformat(), merged_into, rating, comment)
+             created and local_time(created, zone, "auto"),
+             updated and local_time(updated, zone, "auto"),
+             answered and local_time(answered, zone, "auto"),
+             resolved and local_time(resolved, zone, "auto"),
+             closed and local_time(closed, zone, "auto"), merged_into, rating, comment)
             for (number, subject, status, priority, requester, assignee, school, room,
                  category, created, updated, answered, resolved, closed, merged_into,
                  rating, comment) in page])

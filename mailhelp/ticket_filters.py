@@ -15,7 +15,7 @@ from datetime import date, datetime, time, tzinfo
 from sqlalchemy import ColumnElement, Select, and_, or_, select, text
 from sqlalchemy.orm import aliased, contains_eager, selectinload
 
-from .db.models import Participant, Person, Survey, Ticket
+from .db.models import Participant, Person, Survey, Ticket, raw_time
 from .durations import parse_duration
 from .errors import UsageError
 from .search import matching_ticket_ids, words
@@ -33,6 +33,10 @@ LISTED = ("id", "status", "priority", "created_at", "updated_at", "requester_add
 EXPORTED = ("id", "subject", "status", "priority", "requester", "assignee", "school",
             "room", "category", "created_at", "updated_at", "first_response_at",
             "resolved_at", "closed_at", "merged_into_id", "survey_rating", "survey_comment")
+# Times in those rows are read as the driver gives them (db.models.raw_time: SQLite's
+# text, PostgreSQL's datetime): cli_tickets.local_time shows them.
+TIMES = frozenset({"created_at", "updated_at", "first_response_at", "resolved_at",
+                   "closed_at"})
 
 
 @dataclass(frozen=True)
@@ -125,17 +129,17 @@ def listing_query(filters: Filters, dialect: str, *, people: bool = False,
         query = (select(*(getattr(Ticket, name) for name in EXPORTED[:4]),
                         requester.address.label("requester"),
                         assignee.address.label("assignee"),
-                        *(getattr(Ticket, name) for name in EXPORTED[6:15]),
+                        *(_column(name, dialect) for name in EXPORTED[6:15]),
                         Survey.rating.label("survey_rating"),
                         Survey.comment.label("survey_comment"))
                  .select_from(Ticket).join(requester, Ticket.requester)
                  .outerjoin(assignee, Ticket.assignee)
                  .outerjoin(Survey, Survey.ticket_id == Ticket.id))
     elif columns:
-        query = (select(*(getattr(Ticket, name) for name in LISTED[:5]),
+        query = (select(*(_column(name, dialect) for name in LISTED[:5]),
                         requester.address.label("requester_address"),
                         assignee.address.label("assignee_address"),
-                        *(getattr(Ticket, name) for name in LISTED[7:]))
+                        *(_column(name, dialect) for name in LISTED[7:]))
                  .select_from(Ticket).join(requester, Ticket.requester)
                  .outerjoin(assignee, Ticket.assignee))
     else:
@@ -154,6 +158,11 @@ def listing_query(filters: Filters, dialect: str, *, people: bool = False,
                   .order_by(Ticket.id.desc()).limit(filters.limit))
         return query.where(Ticket.id.in_(newest)).order_by(Ticket.id)
     return query.where(*conditions).order_by(Ticket.id)
+
+
+def _column(name: str, dialect: str):
+    column = getattr(Ticket, name)
+    return raw_time(column, dialect) if name in TIMES else column
 
 
 def quick_plans(session, dialect: str) -> None:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from operator import itemgetter
 from typing import NamedTuple
 
-from sqlalchemy import DateTime, String, and_, select, type_coerce
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from ..db.models import Person, Survey, Ticket, TicketEvent
+from ..db.models import Person, Survey, Ticket, TicketEvent, as_utc, raw_time
 from ..states import DONE
 from .periods import Period
 
@@ -59,7 +59,7 @@ class Change(NamedTuple):
 
     @property
     def at(self) -> datetime:
-        return _aware(self.stamp)
+        return as_utc(self.stamp)
 
     @property
     def resolves(self) -> bool:
@@ -95,26 +95,12 @@ class Rows:
     standing: Standing = Standing()
 
 
-def _aware(value) -> datetime | None:
-    """A time as the driver gave it: SQLite's text (read as text, see _time: parsing it
-    with datetime.fromisoformat is a fifth of the cost of the column type's own
-    processing, which at 100,000 tickets was most of the report's time), or a datetime."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return datetime.fromisoformat(value + "+00:00")  # SQLite keeps UTC, without zone
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def fetch(session: Session, period: Period, by: str | None = None) -> Rows:
-    raw = session.get_bind().dialect.name == "sqlite"
+    dialect = session.get_bind().dialect.name
     connection = session.connection()  # Core rows: the ORM's loading costs as much again
 
-    def _time(column):
-        # As the driver gives it: the column type's own processing (UTCDateTime's
-        # conversion to UTC) cost more than the rest of reading on PostgreSQL; _aware
-        # converts the few read as times.
-        return type_coerce(column, String if raw else DateTime(timezone=True))
+    def _time(column):  # as the driver gives it; as_utc reads the few needed as times
+        return raw_time(column, dialect)
 
     def ticket_rows(*where):
         return (select(Ticket.id, Ticket.subject, Ticket.status, _time(Ticket.created_at),
@@ -139,7 +125,7 @@ def fetch(session: Session, period: Period, by: str | None = None) -> Rows:
     # made SQLite look up each changed ticket, most of them opened in the period).
     tickets = {row[0]: _ticket(row) for row in connection.execute(ticket_rows(
         Ticket.created_at >= period.start, Ticket.created_at < period.end)).all()}
-    surveys = [SurveyRow(row[0], _aware(row[1]), row[2], row[3] or "")
+    surveys = [SurveyRow(row[0], as_utc(row[1]), row[2], row[3] or "")
                for row in connection.execute(
                    select(Survey.ticket_id, _time(Survey.sent_at), Survey.rating,
                           Survey.comment)
@@ -188,7 +174,7 @@ def _survivors(connection, ids: set[int]) -> dict[int, int]:
 
 
 def _ticket(row) -> TicketRow:
-    return TicketRow(row[0], row[1] or "", row[2], _aware(row[3]), _aware(row[4]),
+    return TicketRow(row[0], row[1] or "", row[2], as_utc(row[3]), as_utc(row[4]),
                      row[5] or "", row[6] or "", row[7] or "", row[8] or "normal")
 
 
