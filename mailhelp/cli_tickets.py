@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, tzinfo
 from typing import TextIO
 
+from .clocktext import LocalTimes
 from .db.models import Message, Ticket, as_utc
 from .errors import MailhelpError
 from .mail.printable import printable
@@ -101,13 +102,14 @@ def print_table(tickets: Iterable, zone: tzinfo, out: TextIO, width: int) -> int
 
 def print_tabbed(rows: Iterable, zone: tzinfo, out: TextIO) -> int:
     """Tab-separated rows (row_cells(exact=True)'s cells), a page written at a time: one
-    formatted line per row, no call per cell but printable() on what came from mail."""
+    formatted line per row, no call per cell but printable() on what came from mail
+    and the times (UTC text, clocktext)."""
     out.write("\t".join(COLUMNS) + "\n")
     count = 0
+    local = LocalTimes(zone).iso
     for page in _pages(rows):
         out.write("".join([
-            f"{number}\t{status}\t{priority}\t"
-            f"{local_time(opened, zone)}\t{local_time(updated, zone)}\t"
+            f"{number}\t{status}\t{priority}\t{local(opened)}\t{local(updated)}\t"
             f"{printable(requester)}\t{printable(assignee or '-')}\t"
             f"{printable(school or '-')}\t{printable(category or '-')}\t"
             f"{printable(subject or '')}\n"

@@ -15,7 +15,7 @@ from datetime import date, datetime, time, tzinfo
 from sqlalchemy import ColumnElement, Select, and_, or_, select, text
 from sqlalchemy.orm import aliased, contains_eager, selectinload
 
-from .db.models import Participant, Person, Survey, Ticket, raw_time
+from .db.models import Participant, Person, Survey, Ticket, raw_time, utc_text
 from .durations import parse_duration
 from .errors import UsageError
 from .search import matching_ticket_ids, words
@@ -33,8 +33,8 @@ LISTED = ("id", "status", "priority", "created_at", "updated_at", "requester_add
 EXPORTED = ("id", "subject", "status", "priority", "requester", "assignee", "school",
             "room", "category", "created_at", "updated_at", "first_response_at",
             "resolved_at", "closed_at", "merged_into_id", "survey_rating", "survey_comment")
-# Times in those rows are read as the driver gives them (db.models.raw_time: SQLite's
-# text, PostgreSQL's datetime): cli_tickets.local_time shows them.
+# Times in those rows are read as UTC text in a listing (db.models.utc_text, shown by
+# clocktext.LocalTimes), as the driver gives them in an export (db.models.raw_time).
 TIMES = frozenset({"created_at", "updated_at", "first_response_at", "resolved_at",
                    "closed_at"})
 
@@ -136,7 +136,7 @@ def listing_query(filters: Filters, dialect: str, *, people: bool = False,
                  .outerjoin(assignee, Ticket.assignee)
                  .outerjoin(Survey, Survey.ticket_id == Ticket.id))
     elif columns:
-        query = (select(*(_column(name, dialect) for name in LISTED[:5]),
+        query = (select(*(_column(name, dialect, text=True) for name in LISTED[:5]),
                         requester.address.label("requester_address"),
                         assignee.address.label("assignee_address"),
                         *(_column(name, dialect) for name in LISTED[7:]))
@@ -160,9 +160,13 @@ def listing_query(filters: Filters, dialect: str, *, people: bool = False,
     return query.where(*conditions).order_by(Ticket.id)
 
 
-def _column(name: str, dialect: str):
+def _column(name: str, dialect: str, text: bool = False):
+    """A column of a listing (``text``: its times as UTC text, for clocktext) or of an
+    export (times raw)."""
     column = getattr(Ticket, name)
-    return raw_time(column, dialect) if name in TIMES else column
+    if name not in TIMES:
+        return column
+    return utc_text(column, dialect) if text else raw_time(column, dialect)
 
 
 def quick_plans(session, dialect: str) -> None:
