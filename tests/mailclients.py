@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import email.utils
 import time
 from email.message import EmailMessage
 
@@ -145,3 +146,24 @@ def new_message(sender: str, subject: str, text: str, *, to: str = HELP, cc: str
     if extra_headers:
         raw = extra_headers.replace("\n", "\r\n").encode() + raw
     return raw
+
+
+
+def mailto_link(raw: bytes, sender: str, label: str) -> bytes:
+    """What any mail client composes when ``sender`` follows the link of the HTML part
+    of ``raw`` whose mailto: address holds ``label`` ("4 - Good"): a new message (no
+    In-Reply-To, no References) to the link's address, with its subject and body."""
+    from urllib.parse import parse_qs, unquote, urlparse
+
+    html = _original(raw).get_body(("html",)).get_content()
+    link = next(part.split('"')[0] for part in html.split('href="')[1:]
+                if part.startswith("mailto:") and label.replace(" ", "%20") in part)
+    target = urlparse(link.replace("&amp;", "&"))
+    query = parse_qs(target.query)
+    answer = EmailMessage()
+    answer["From"] = sender
+    answer["To"] = unquote(target.path)
+    answer["Subject"] = query["subject"][0]
+    answer["Message-ID"] = email.utils.make_msgid(domain="school.test")
+    answer.set_content(query["body"][0])
+    return answer.as_bytes(policy=email.policy.SMTP)

@@ -7,14 +7,9 @@ someone outside both tickets who uses B's tag still gets a ticket of their own."
 from __future__ import annotations
 
 import csv
-import email
-import email.message
-import email.policy
-import email.utils
 import io
 import json
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
@@ -117,23 +112,6 @@ def _arrive_at(desk, raw: bytes | None, at: datetime) -> None:
     assert done.returncode == 0 and b"0 failed" in done.stdout, done.stderr.decode()
 
 
-def _mailto_answer(survey: bytes, sender: str, label: str) -> bytes:
-    """The message a mail client composes from the survey's link for ``label``: a new
-    message to the link's address, with its subject and body."""
-    html = parsed(survey).get_body(("html",)).get_content()
-    link = next(part.split('"')[0] for part in html.split('href="')[1:]
-                if part.startswith("mailto:") and label.replace(" ", "%20") in part)
-    target = urlparse(link.replace("&amp;", "&"))
-    query = parse_qs(target.query)
-    answer = email.message.EmailMessage()
-    answer["From"] = sender
-    answer["To"] = unquote(target.path)
-    answer["Subject"] = query["subject"][0]
-    answer["Message-ID"] = email.utils.make_msgid(domain="school.test")
-    answer.set_content(query["body"][0])
-    return answer.as_bytes(policy=email.policy.SMTP)
-
-
 def test_an_answer_to_the_merged_tickets_survey_lands_on_the_survivor(tmp_path,
                                                                       database_url, mail):
     desk = _desk(tmp_path, database_url, mail)
@@ -148,7 +126,7 @@ def test_an_answer_to_the_merged_tickets_survey_lands_on_the_survivor(tmp_path,
     desk.inbox(TEACHER2, 5)  # the notice that #2 goes on as #1
 
     # Bob rates the fix of #2 by the survey's mailto link, after the merge.
-    _arrive_at(desk, _mailto_answer(survey, BOB, "4 - Good"), start + timedelta(hours=3))
+    _arrive_at(desk, mailclients.mailto_link(survey, BOB, "4 - Good"), start + timedelta(hours=3))
     # The rating is #2's survey's; the answer is kept on #1, where the request went on.
     assert desk.ticket(2)["survey"]["rating"] == 4 and desk.ticket(2)["messages"] == []
     survivor = desk.ticket(1)
