@@ -13,7 +13,8 @@ of migration 0010 do their work during the load, as they would over the years). 
 each command runs in a fresh process, as a technician would type it (Python start-up
 and imports included: the floor line says how much that is), ``--runs`` times; the
 median is printed with the best and worst. The target is under a second each for
-``tickets list`` (a filtered page), ``--search`` and ``report --since 30d``.
+``tickets list`` (filtered pages and all 100,000 piped), ``--search`` and ``report``
+(30 days and a year, grouped or not); ``show`` and the export are timed untargeted.
 """
 
 from __future__ import annotations
@@ -313,7 +314,8 @@ def _one_database(kind: str, args, command: list[str], env, say) -> None:
                 times, count = timed([*base, *words], runs, env=env)
                 inside = in_process([*base[len(command):], *words], runs, env)
                 median = statistics.median(times)
-                target = "" if "(all" in label or "show" in label else (
+                # The issue's three: tickets list (whole, too), --search and report.
+                target = "" if "export" in label or "show" in label else (
                     "  < 1 s: " + ("PASS" if median < 1 else "MISS"))
                 print(f"  {kind:<10} {label:<50} {median:6.3f} s  (min {min(times):.3f}, "
                       f"max {max(times):.3f}); in process {statistics.median(inside):.3f} s; "
