@@ -4,6 +4,7 @@ mail in its outbox to send there: shared by the transport, worker and journal te
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,6 +19,11 @@ from mailhelp.delivery.worker import OutboxSender
 from mailhelp.localmail import free_port
 from mailhelp.service.pipeline import Arrival, Pipeline
 from tests.helpers import desk_config
+
+# aiosmtpd's notes on each connection ("EOF received", "connection lost") come from its
+# own thread, and at a test's end can reach a handler whose captured stream pytest has
+# closed ("--- Logging error ---" in the run's output): its warnings are enough here.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 
