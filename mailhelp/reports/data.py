@@ -141,7 +141,8 @@ def fetch(session: Session, period: Period, by: str | None = None) -> Rows:
     if lost:  # surveys on merged tickets: theirs is the survivor's request now
         survivors = _survivors(connection, lost)
         wanted = sorted(set(survivors.values()) - tickets.keys())
-        for row in connection.execute(ticket_rows(Ticket.id.in_(wanted))).all():
+        for row in connection.execute(ticket_rows(Ticket.id.in_(wanted),
+                                                  Ticket.created_at < period.end)).all():
             tickets[row[0]] = _ticket(row)
         surveys = [s._replace(ticket_id=survivors.get(s.ticket_id, s.ticket_id))
                    for s in surveys]
@@ -152,8 +153,10 @@ def fetch(session: Session, period: Period, by: str | None = None) -> Rows:
                 .outerjoin(Person, Ticket.assignee_id == Person.id)
                 .where(Ticket.merged_into_id.is_(None), Ticket.status.in_(ACTIVE),
                        Ticket.created_at < period.start).order_by(Ticket.id))
+    # Those read above are counted from their own rows (a survivor of a merge, say,
+    # that stood through the period): not twice.
     return Rows(tickets, changes, surveys,
-                _standing(connection, ticket_rows, standing, by, changed))
+                _standing(connection, ticket_rows, standing, by, changed | tickets.keys()))
 
 
 def _survivors(connection, ids: set[int]) -> dict[int, int]:
@@ -179,20 +182,21 @@ def _ticket(row) -> TicketRow:
 
 
 def _standing(connection, ticket_rows, query, by: str | None,
-              changed: set[int]) -> Standing:
+              read_already: set[int]) -> Standing:
     """The standing backlog: ``query``'s rows (id, created, group) less those that
-    changed state since the period began (``changed``), counted per group of ``by``,
-    and the oldest OLDEST of each group (and of all) read whole."""
+    changed state since the period began or were read whole already
+    (``read_already``), counted per group of ``by``, and the oldest OLDEST of each
+    group (and of all) read whole."""
     groups: dict[str, list] = defaultdict(list)
     for row in connection.execute(query).all():  # fetchall: a third of fetching by row
-        if row[0] not in changed:
+        if row[0] not in read_already:
             groups[(row[2] or NONE) if by else ""].append(row)
     age = itemgetter(1, 0)  # created, then id (SQLite's text sorts as its time does)
     chosen = {name: heapq.nsmallest(OLDEST, rows, key=age) for name, rows in groups.items()}
     first = heapq.nsmallest(OLDEST, [r for rows in chosen.values() for r in rows], key=age)
     ids = sorted({row[0] for rows in chosen.values() for row in rows})
-    whole = {row[0]: _ticket(row)
-             for row in connection.execute(ticket_rows(Ticket.id.in_(ids)))} if ids else {}
+    whole = {row[0]: _ticket(row) for at in range(0, len(ids), CHUNK)
+             for row in connection.execute(ticket_rows(Ticket.id.in_(ids[at:at + CHUNK])))}
 
     def read(rows) -> list[TicketRow]:
         return [whole[row[0]] for row in rows if row[0] in whole]

@@ -283,7 +283,20 @@ BACKLOG = {
     # on #22 (Adams), the ticket its request now is.
     23: ("Adams", local(19, 10, month=10), local(20, 9, month=10), [
         (local(20, 9, month=10), TECH1, "new", "closed")], "closed"),
+    # Grant: #30 (Oct 20) stood through the period; #31, opened and closed in it and
+    # rated, was merged into #30 later: #30 is read for #31's survey, and counted once.
+    30: ("Grant", local(20, 11, month=10), local(21, 9, month=10), [
+        (local(21, 9, month=10), TECH1, "new", "open")], "open"),
+    31: ("Grant", local(10, 9), local(10, 10), [(local(11, 9), TECH1, "new", "closed")],
+         "closed"),
+    # Hayes: #41, rated in the period, was merged into #40, made after it (Nov 25): the
+    # rating counts in the total, #40 nowhere.
+    40: ("Hayes", local(25, 9), None, [], "new"),
+    41: ("Hayes", local(10, 9), local(10, 10), [(local(11, 9), TECH1, "new", "closed")],
+         "closed"),
 }
+BACKLOG_SURVEYS = [(23, local(15, 9), 4, "merged"), (31, local(12, 9), 5, "into a standing"),
+                   (41, local(12, 9), 3, "into a later one")]
 
 
 @pytest.fixture(scope="module")
@@ -292,7 +305,7 @@ def backlog_desk(tmp_path_factory):
     with database_at(tmp_path) as url:
         path = write_config(tmp_path, url, extra=EXTRA.format(logo=""))
         assert mailhelp(path, "init").returncode == 0
-        history(Database(url), BACKLOG, [(23, local(15, 9), 4, "merged")], {23: 22})
+        history(Database(url), BACKLOG, BACKLOG_SURVEYS, {23: 22, 31: 30, 41: 40})
         yield path
 
 
@@ -306,10 +319,14 @@ def test_a_standing_backlog_in_every_grouping(backlog_desk):
     for by in ((), ("--by", "school"), ("--by", "assignee")):
         whole = data(*by)
         assert (whole["opened"], whole["resolved"], whole["backlog_start"],
-                whole["backlog_end"]) == (0, 0, 15, 15), by
+                whole["backlog_end"]) == (0, 0, 16, 16), by
         assert [t["id"] for t in whole["oldest_open"]] == oldest, by
+        assert whole["satisfaction"]["surveys_sent"] == 3, by
     groups = {g["name"]: g for g in data("--by", "school")["groups"]}
-    assert list(groups) == ["Adams", "Monroe"]
+    assert list(groups) == ["Adams", "Grant", "Monroe"]
+    assert (groups["Grant"]["backlog_start"], groups["Grant"]["backlog_end"],
+            [t["id"] for t in groups["Grant"]["oldest_open"]],
+            groups["Grant"]["satisfaction"]["average"]) == (1, 1, [30], 5.0)
     assert (groups["Adams"]["backlog_start"], groups["Adams"]["backlog_end"]) == (3, 3)
     assert [t["id"] for t in groups["Adams"]["oldest_open"]] == [20, 22, 21]
     assert groups["Monroe"]["backlog_end"] == 12
@@ -317,7 +334,7 @@ def test_a_standing_backlog_in_every_grouping(backlog_desk):
     assert (groups["Adams"]["satisfaction"]["surveys_sent"],
             groups["Adams"]["satisfaction"]["average"]) == (1, 4.0)
     techs = {g["name"]: g["backlog_end"] for g in data("--by", "assignee")["groups"]}
-    assert techs == {TECH1: 15}
+    assert techs == {TECH1: 16}
 
 
 def test_the_mail_draws_its_charts_as_table_cells(desk):
