@@ -7,10 +7,11 @@ should the job run all the same, ``why_not`` says so and nothing is sent. Otherw
 ``[staff] leads`` (every staff address if none are named) get one mail each, in the
 ticket's staff thread, and the ticket records an ``escalated`` event.
 
-An old backlog is not mailed ticket by ticket: the escalations that fell due long
-before a pass (``overdue_long_ago``: after an upgrade to a version with escalation, or
-a daemon stopped for days) are marked done unsent by ``skip_overdue``, with one log
-line; those tickets head the morning queue digest's longest waiting instead.
+An old backlog is not mailed ticket by ticket: the escalations that fell due more than
+an open day before a pass (``overdue_long_ago``: after an upgrade to a version with
+escalation, or a desk stopped for a day or more) are marked done unsent by
+``skip_overdue``, with one log line; those tickets head the morning queue digest's
+longest waiting instead.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 SYSTEM = "system"
 SHOWN_CHARS = 4000  # of the request's text in the escalation mail
 SKIPPED_PER_STATEMENT = 500  # job ids in one UPDATE's IN list
+BACKLOG_AGE = timedelta(days=1)  # overdue by more (an open day): an old backlog
 
 
 def leads(config: Config) -> tuple[str, ...]:
@@ -85,17 +87,23 @@ def escalate(tx: Session, config: Config, ticket: Ticket, now: datetime) -> str:
     return f"escalated to {len(to)}"
 
 
+def backlog_age(config: Config) -> timedelta:
+    """How long past its due time an escalation is an old backlog: an open day (or
+    ``escalate_after``, if longer). Longer than any gap between passes a desk run from
+    cron or briefly stopped has, so those only delay an escalation."""
+    return max(config.lifecycle.escalate_after, BACKLOG_AGE)
+
+
 def overdue_long_ago(config: Config, due_at: datetime, now: datetime) -> bool:
     """Whether an escalation due at ``due_at`` is part of an old backlog at ``now``: it
-    fell due more than a whole further ``escalate_after`` before ``now``, counted in
-    business time like the delay itself. While mailhelp runs, a pass comes within
-    minutes of a due time, so a job that late fell due while nothing ran: before the
-    upgrade that brought escalation (those tickets are planned from when they came in)
-    or while the daemon was stopped. Business time keeps a closed night or weekend from
-    ageing a ticket: with hours 07:30-16:00 and "4h", Friday 15:00's escalation is still
-    mailed on Monday until 10:30; a short stop in open hours delays it, never drops it."""
+    fell due more than ``backlog_age`` before ``now``, counted in business time like the
+    delay itself (a whole day counts an open day). Passes come every few minutes from
+    the daemon, every hour or so from cron, so a job that late fell due while nothing
+    ran: before the upgrade that brought escalation (those tickets are planned from when
+    they came in) or while the desk was stopped for a day or more. With hours 07:30-16:00
+    Friday 15:00's escalation is still mailed on Monday until 15:00."""
     after = config.lifecycle.escalate_after
-    return after > timedelta(0) and due(config, due_at, after) < now
+    return after > timedelta(0) and due(config, due_at, backlog_age(config)) < now
 
 
 def skip_overdue(db: Database, config: Config, now: datetime) -> int:
@@ -114,7 +122,8 @@ def skip_overdue(db: Database, config: Config, now: datetime) -> int:
         return 0
     waited = format_duration(config.lifecycle.escalate_after)
     open_time = "" if work_calendar(config).elapsed else " of open time"
-    result = f"skipped: overdue before the last {waited}{open_time} (an old backlog)"
+    age = format_duration(backlog_age(config))
+    result = f"skipped: overdue by more than {age}{open_time} (an old backlog)"
     skipped = 0
     with transaction(db) as tx:
         for start in range(0, len(stale), SKIPPED_PER_STATEMENT):

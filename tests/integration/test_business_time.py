@@ -193,7 +193,7 @@ def test_after_an_upgrade_the_old_backlog_is_not_mailed_ticket_by_ticket(
     log = desk.run(local(2026, 12, 14, 8, 0), new(f"Tom <{TEACHER2}>", "Wifi in the gym"))
     [line] = [x for x in log.splitlines() if "action=escalations_skipped" in x]
     assert f"count={2 if school else 3} " in line, line
-    skipped = "skipped: overdue before the last 4h" + (" of open time" if school else "")
+    skipped = "skipped: overdue by more than 1d" + (" of open time" if school else "")
     jobs = desk.rows(select(Job.ticket_id, Job.done_at, Job.result)
                      .where(Job.kind == "escalate").order_by(Job.ticket_id))
     assert [(j.ticket_id, j.done_at is not None, j.result.startswith(skipped))

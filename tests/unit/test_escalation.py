@@ -166,35 +166,47 @@ def chicago(*parts: int) -> datetime:
     return datetime(*parts, tzinfo=ZoneInfo("America/Chicago"))
 
 
-def test_overdue_long_ago_is_a_whole_escalate_after_past_due_in_plain_time():
+def test_overdue_long_ago_is_a_day_past_due_in_plain_time():
     from mailhelp.config import loads
     from mailhelp.desk.escalation import overdue_long_ago
 
     config = loads('[helpdesk]\naddress = "help@school.test"\n')  # "4h", no calendar
     assert not overdue_long_ago(config, T0, T0)
-    assert not overdue_long_ago(config, T0, T0 + timedelta(hours=4))  # just on the line
-    assert overdue_long_ago(config, T0, T0 + timedelta(hours=4, seconds=1))
+    assert not overdue_long_ago(config, T0, T0 + timedelta(hours=8))
+    assert not overdue_long_ago(config, T0, T0 + timedelta(days=1))  # just on the line
+    assert overdue_long_ago(config, T0, T0 + timedelta(days=1, seconds=1))
     assert overdue_long_ago(config, T0, T0 + timedelta(days=30))
-    assert not overdue_long_ago(config, T0 + timedelta(hours=1), T0 + timedelta(hours=4))
     longer = loads('[helpdesk]\naddress = "help@school.test"\n'
-                   '[lifecycle]\nescalate_after = "1d"\n')
-    assert not overdue_long_ago(longer, T0, T0 + timedelta(hours=23))
-    assert overdue_long_ago(longer, T0, T0 + timedelta(days=1, minutes=1))
+                   '[lifecycle]\nescalate_after = "2d"\n')
+    assert not overdue_long_ago(longer, T0, T0 + timedelta(hours=47))
+    assert overdue_long_ago(longer, T0, T0 + timedelta(days=2, minutes=1))
 
 
-def test_overdue_long_ago_counts_open_time_so_a_weekend_does_not_age_a_ticket():
+def test_a_desk_run_hourly_from_cron_loses_no_escalation():
+    from mailhelp.config import loads
+    from mailhelp.desk.escalation import overdue_long_ago
+
+    config = loads('[helpdesk]\naddress = "help@school.test"\n'
+                   '[lifecycle]\nescalate_after = "30m"\n')
+    due_at = T0 + timedelta(minutes=25)  # a ticket at 08:55, due 09:25
+    for late in (timedelta(minutes=35), timedelta(hours=1, minutes=35), timedelta(hours=6)):
+        assert not overdue_long_ago(config, due_at, due_at + late)  # the next passes
+
+
+def test_overdue_long_ago_counts_open_days_so_a_weekend_does_not_age_a_ticket():
     from mailhelp.config import loads
     from mailhelp.desk.escalation import overdue_long_ago
 
     config = loads(CHICAGO_SCHOOL)
     friday = chicago(2026, 12, 11, 15, 0)  # due an hour before Friday's closing
-    # One open hour on Friday and three on Monday from 07:30: Monday 10:30.
+    # An open day after Friday 15:00 is Monday 15:00.
     assert not overdue_long_ago(config, friday, chicago(2026, 12, 14, 7, 30))
-    assert not overdue_long_ago(config, friday, chicago(2026, 12, 14, 10, 30))
-    assert overdue_long_ago(config, friday, chicago(2026, 12, 14, 10, 31))
-    # The same due time in plain time is an old backlog by Friday night.
+    assert not overdue_long_ago(config, friday, chicago(2026, 12, 14, 15, 0))
+    assert overdue_long_ago(config, friday, chicago(2026, 12, 14, 15, 1))
+    # The same due time in plain time is an old backlog by Saturday afternoon.
     plain = loads('[helpdesk]\naddress = "help@school.test"\ntimezone = "America/Chicago"\n')
-    assert overdue_long_ago(plain, friday, chicago(2026, 12, 11, 19, 1))
+    assert not overdue_long_ago(plain, friday, chicago(2026, 12, 12, 15, 0))
+    assert overdue_long_ago(plain, friday, chicago(2026, 12, 12, 15, 1))
 
 
 def test_overdue_long_ago_never_when_escalation_is_off():
@@ -212,23 +224,23 @@ def escalate_results(desk: Desk) -> list[tuple[int, bool, str]]:
             select(Job).where(Job.kind == "escalate").order_by(Job.ticket_id))]
 
 
-SKIPPED = "skipped: overdue before the last 4h (an old backlog)"
+SKIPPED = "skipped: overdue by more than 1d (an old backlog)"
 
 
 def test_an_old_backlog_is_marked_done_unsent_and_a_fresh_ticket_still_escalates(
         make, caplog):
     # As after an upgrade: the first pass with escalation comes long after #1 came in.
     desk = make()
-    desk.now = T0 + timedelta(hours=8, minutes=1)
+    desk.now = T0 + timedelta(days=1, hours=8, minutes=1)
     desk.mail(REQUEST.replace("r1@", "r2@").replace("Wifi", "Printer"))  # #2, fresh
     with caplog.at_level("WARNING", logger="mailhelp.desk.escalation"):
-        assert desk.run(timedelta(hours=8, minutes=1)) == 0
+        assert desk.run(timedelta(days=1, hours=8, minutes=1)) == 0
     assert escalate_results(desk) == [(1, True, SKIPPED), (2, False, "")]
     assert desk.escalations() == []
     [line] = [r.getMessage() for r in caplog.records if "escalations_skipped" in r.getMessage()]
     assert "count=1 " in line and "escalate_after=4h" in line
     # #2 crosses the line as before: mailed when due, an hour late is still in time.
-    assert desk.run(timedelta(hours=13, minutes=1)) == 1
+    assert desk.run(timedelta(days=1, hours=13, minutes=1)) == 1
     assert [b"Printer" in mail_of(row) for row in desk.escalations()] == [True, True]
     assert escalate_results(desk) == [(1, True, SKIPPED), (2, True, "escalated to 2")]
 
@@ -259,8 +271,8 @@ def test_with_open_hours_a_closed_weekend_does_not_age_an_escalation(make):
     friday = timedelta(days=4, hours=6)  # 14:00 in Chicago
     desk.now = T0 + friday
     desk.mail(REQUEST.replace("r1@", "r2@").replace("Wifi", "Printer"))
-    assert desk.run(friday) == 0  # #1 was four open hours overdue at Monday's closing
-    assert escalate_results(desk) == [(1, True, SKIPPED.replace("4h", "4h of open time")),
+    assert desk.run(friday) == 0  # #1 (due Monday noon) was an old backlog from Tuesday noon
+    assert escalate_results(desk) == [(1, True, SKIPPED.replace("1d", "1d of open time")),
                                       (2, False, "")]
     # Monday 10:00 in Chicago, 16:00 UTC: three days after #2's due time on the
     # calendar, half an hour in open time: mailed.
