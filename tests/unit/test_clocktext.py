@@ -1,7 +1,7 @@
 """clocktext.LocalTimes gives exactly what astimezone(zone).isoformat(timespec="seconds")
 gives, for every minute of a year and across each zone's transitions: whole-hour
-offsets (spliced), half- and quarter-hour ones, a half-hour DST shift, and historic
-offsets with seconds (the plain way)."""
+offsets (spliced), half- and quarter-hour ones, a half-hour DST shift, historic
+offsets with seconds (the plain way), and PostgreSQL's trimmed fractions."""
 
 from __future__ import annotations
 
@@ -47,12 +47,16 @@ def test_each_second_around_the_transitions(name):
     assert name == "UTC" or name in ("Asia/Kolkata", "Asia/Kathmandu") or seen
 
 
-def test_seconds_in_the_offset_and_other_texts_go_the_plain_way():
+def test_seconds_in_the_offset_go_the_plain_way_and_other_texts_splice_alike():
     zone = ZoneInfo("Europe/Amsterdam")  # +00:19:32 until 1937
     clock = LocalTimes(zone)
     moment = datetime(1930, 6, 1, 12, 30, 5, tzinfo=UTC)
     assert clock.iso(text(moment)) == moment.astimezone(zone).isoformat(timespec="seconds")
-    assert clock.iso("2026-03-04 05:06:07") == "2026-03-04T06:06:07+01:00"  # no fraction
-    assert clock.iso("2026-03-04T05:06:07.5") == "2026-03-04T06:06:07+01:00"
+    assert clock._days["1930-06-01"] is None  # that day is not spliced
+    # PostgreSQL's text leaves out a zero fraction and trims the rest; a "T" may stand
+    # between date and time: all spliced, all as astimezone gives them.
+    for given in ("2026-03-04 05:06:07", "2026-03-04 05:06:07.12", "2026-03-04T05:06:07.5"):
+        assert clock.iso(given) == clock.plain(given) == "2026-03-04T06:06:07+01:00", given
+    assert clock._days["2026-03-04"] is not None
     with pytest.raises(ValueError):
         clock.iso("not a time")
