@@ -15,7 +15,7 @@ import json
 import shutil
 import sys
 from collections.abc import Iterable, Iterator
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from typing import TextIO
 
 from .clocktext import LocalTimes
@@ -59,9 +59,7 @@ def ticket_object(ticket: Ticket, zone: tzinfo | None, messages=None, deliveries
 def local_time(value, zone: tzinfo, timespec: str = "seconds") -> str:
     """A time a listing or export read raw (ticket_filters.TIMES) in ISO 8601 on the
     desk's clock, with its offset."""
-    if isinstance(value, str):  # SQLite's text: UTC, without a zone
-        value = datetime.fromisoformat(value + "+00:00")
-    return value.astimezone(zone).isoformat(timespec=timespec)
+    return as_utc(value).astimezone(zone).isoformat(timespec=timespec)
 
 
 def row_cells(row, zone: tzinfo, exact: bool) -> list[str]:

@@ -91,9 +91,3 @@ def columns(values: list[list[float]], top: float | None = None) -> dict:
                          "label_x": round(MARGIN + i * slot + slot / 2, 1)})
     return {"bars": bars, "slot": slot, "left": MARGIN, "top": top, "width": WIDTH,
             "height": HEIGHT, "base": BASE}
-
-
-def rows_of(values: list[float]) -> list[float]:
-    """Horizontal bars' lengths as a share of the longest (0..100, for width %)."""
-    top = max(values + [1])
-    return [round(100 * v / top, 1) for v in values]

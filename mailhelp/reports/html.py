@@ -22,11 +22,12 @@ def variables(data: dict, helpdesk: dict, page: bool = False) -> dict:
     """What digest.txt.j2 and digest.html.j2 get: the report's data, its text form, and
     where each chart's bars go."""
     c = data["charts"]
+    week_names = [date.fromisoformat(w["week"]).strftime("%d %b") for w in c["weekly"]]
     weekly = charts.columns([[w["opened"], w["resolved"]] for w in c["weekly"]])
     every = -(-len(c["weekly"]) // 6)  # at most 6 week labels under the bars
     weekly["labels"] = [{"x": round(weekly["left"] + (i + 0.5) * weekly["slot"], 1),
-                         "text": date.fromisoformat(w["week"]).strftime("%d %b")}
-                        for i, w in enumerate(c["weekly"]) if i % every == 0]
+                         "text": name}
+                        for i, name in enumerate(week_names) if i % every == 0]
     responses = charts.columns([[b["count"]] for b in c["response_times"]])
     responses["labels"] = [{"x": round(responses["left"] + (i + 0.5) * responses["slot"], 1),
                             "text": b["bucket"]} for i, b in enumerate(c["response_times"])]
@@ -35,26 +36,24 @@ def variables(data: dict, helpdesk: dict, page: bool = False) -> dict:
     months["labels"] = [{"x": round(months["left"] + (i + 0.5) * months["slot"], 1),
                          "text": m["month"]} for i, m in enumerate(c["satisfaction_by_month"])]
     schools = c["schools"]
-    widths = charts.rows_of([s["opened"] for s in schools])
-    done = charts.rows_of([s["resolved"] for s in schools] + [max(
-        [s["opened"] for s in schools] + [1])])[:-1]
+    school_bars = _bars([(s["school"], [s["opened"], s["resolved"]]) for s in schools])
     return {
         "helpdesk": helpdesk,
         "report": data,
         "bars": {  # the mail's charts: label, values, and each value's share of the top
-            "weekly": _bars([(date.fromisoformat(w["week"]).strftime("%d %b"),
-                              [w["opened"], w["resolved"]]) for w in c["weekly"]]),
+            "weekly": _bars([(name, [w["opened"], w["resolved"]])
+                             for name, w in zip(week_names, c["weekly"], strict=True)]),
             "responses": _bars([(b["bucket"], [b["count"]]) for b in c["response_times"]]),
             "months": _bars([(m["month"], [m["average"]]) for m in c["satisfaction_by_month"]],
                             top=5),
-            "schools": _bars([(s["school"], [s["opened"], s["resolved"]]) for s in schools]),
+            "schools": school_bars,
         },
         "report_text": as_text(data),
         "page": page,  # a saved page (centred in a browser), not a mail
         "charts": {
             "weekly": weekly, "responses": responses, "months": months,
-            "schools": [{**s, "opened_pct": w, "resolved_pct": d}
-                        for s, w, d in zip(schools, widths, done, strict=True)],
+            "schools": [{**s, "opened_pct": b["pcts"][0], "resolved_pct": b["pcts"][1]}
+                        for s, b in zip(schools, school_bars, strict=True)],
         },
     }
 
